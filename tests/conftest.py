@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer, start_redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis_server()
+    if server is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server is not installed; CI requires a real Redis")
+        pytest.skip("redis-server is not installed")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """A Redis URL whose database is empty at the start of the test and emptied after it.
+
+    FLUSHDB is safe here: the server is this test session's own throwaway instance.
+    """
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield redis_server.url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

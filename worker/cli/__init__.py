@@ -1,0 +1,51 @@
+"""The ``sendcloud-jobs`` command line.
+
+Each command lives in a module of this package with a ``register(subparsers)`` function; the
+dispatcher turns a user's mistake (bad input, missing setting, Redis down) into one clear line
+on stderr and exit status 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules that register commands; each is imported lazily so `--help` stays fast.
+COMMAND_MODULES = ("worker.cli.simulator",)
+
+
+class UsageError(Exception):
+    """A user's mistake, printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sendcloud-jobs",
+        description="Reliable background jobs for the SendCloud SMS and mail APIs.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from producers.errors import IdempotencyConflict, ProducerValidationError
+    from worker.errors import ConfigurationError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (UsageError, ConfigurationError, ProducerValidationError, IdempotencyConflict) as exc:
+        print(f"sendcloud-jobs: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

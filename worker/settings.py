@@ -1,0 +1,132 @@
+"""Every setting the service reads, read from the environment in this one place.
+
+Credentials are only required where they are used: ``Settings.from_env()`` never fails, and
+``require_credentials()`` is called by worker start-up (and by commands that call SendCloud),
+so a web app that only enqueues never needs the SendCloud keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from worker.errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://api.sendcloud.net"
+SIGN_METHODS = ("md5", "sha256")
+CREDENTIAL_VARIABLES = (
+    "SENDCLOUD_SMS_USER",
+    "SENDCLOUD_SMS_KEY",
+    "SENDCLOUD_API_USER",
+    "SENDCLOUD_API_KEY",
+)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = DEFAULT_BASE_URL
+    sms_user: str = ""
+    sms_key: str = field(default="", repr=False)
+    api_user: str = ""
+    api_key: str = field(default="", repr=False)
+    sign_method: str = "md5"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    #: What a 498 (daily limit per phone) does: "defer" to the next day or "fail" at once.
+    daily_limit_action: str = "defer"
+    #: How long idempotency keys (and their stored results) live, in seconds.
+    idempotency_ttl: int = 24 * 3600
+    #: Default lifetime of a verification code, in seconds.
+    code_expiry: int = 600
+    #: Approximate cap of each result stream (XADD MAXLEN ~).
+    results_maxlen: int = 100_000
+    #: Minutes between emailStatus polls.
+    poll_interval_minutes: float = 10.0
+    #: emailStatus calls allowed per minute across all workers (SendCloud allows 3000).
+    poll_rate_per_minute: int = 2500
+    #: Port of the Prometheus exporter in worker processes (0 turns it off).
+    metrics_port: int = 9191
+    #: "json" for production, "console" for key=value development logs.
+    log_format: str = "console"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        sign_method = env.get("SENDCLOUD_SIGN_METHOD", "md5").strip().lower() or "md5"
+        if sign_method not in SIGN_METHODS:
+            raise ConfigurationError(
+                "SENDCLOUD_SIGN_METHOD", f"must be one of {', '.join(SIGN_METHODS)}"
+            )
+        daily = env.get("SENDCLOUD_DAILY_LIMIT_ACTION", "defer").strip().lower() or "defer"
+        if daily not in ("defer", "fail"):
+            raise ConfigurationError("SENDCLOUD_DAILY_LIMIT_ACTION", "must be defer or fail")
+        log_format = env.get("LOG_FORMAT", "console").strip().lower() or "console"
+        if log_format not in ("json", "console"):
+            raise ConfigurationError("LOG_FORMAT", "must be json or console")
+        return cls(
+            base_url=(env.get("SENDCLOUD_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+            sms_user=env.get("SENDCLOUD_SMS_USER", ""),
+            sms_key=env.get("SENDCLOUD_SMS_KEY", ""),
+            api_user=env.get("SENDCLOUD_API_USER", ""),
+            api_key=env.get("SENDCLOUD_API_KEY", ""),
+            sign_method=sign_method,
+            redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            connect_timeout=_float(env, "SENDCLOUD_CONNECT_TIMEOUT", 5.0, minimum=0.001),
+            read_timeout=_float(env, "SENDCLOUD_READ_TIMEOUT", 15.0, minimum=0.001),
+            daily_limit_action=daily,
+            idempotency_ttl=_int(env, "SENDCLOUD_IDEMPOTENCY_TTL", 24 * 3600, minimum=3600),
+            code_expiry=_int(env, "SENDCLOUD_CODE_EXPIRY", 600, minimum=1),
+            results_maxlen=_int(env, "SENDCLOUD_RESULTS_MAXLEN", 100_000, minimum=100),
+            poll_interval_minutes=_float(env, "SENDCLOUD_POLL_INTERVAL_MINUTES", 10.0, minimum=0.1),
+            poll_rate_per_minute=_int(env, "SENDCLOUD_POLL_RATE_PER_MINUTE", 2500, minimum=1),
+            metrics_port=_int(env, "SENDCLOUD_METRICS_PORT", 9191),
+            log_format=log_format,
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+        )
+
+    def require_credentials(self) -> Settings:
+        """Fail with the name of the first missing credential variable."""
+        values = {
+            "SENDCLOUD_SMS_USER": self.sms_user,
+            "SENDCLOUD_SMS_KEY": self.sms_key,
+            "SENDCLOUD_API_USER": self.api_user,
+            "SENDCLOUD_API_KEY": self.api_key,
+        }
+        for name in CREDENTIAL_VARIABLES:
+            if not values[name].strip():
+                raise ConfigurationError(name, "is required but not set")
+        return self
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never be logged, stored or raised."""
+        return tuple(s for s in (self.sms_key, self.api_key) if s)
