@@ -77,6 +77,25 @@ class Settings:
     #: "json" for production, "console" for key=value development logs.
     log_format: str = "console"
     log_level: str = "INFO"
+    #: Job attempts (each a short tenacity-retried call) before a job ends as "failed".
+    job_max_attempts: int = 8
+    #: Dramatiq retry backoff between job attempts: base * 2**(n-1), jittered, capped (s).
+    retry_base_delay: float = 5.0
+    retry_max_delay: float = 600.0
+    #: Short in-call retries of transient errors (tenacity): attempts and delays (s).
+    call_attempts: int = 3
+    call_base_delay: float = 0.2
+    call_max_delay: float = 2.0
+    #: How long a worker's claim on a job lasts before another copy may take it over (s).
+    job_lease: float = 120.0
+    #: Safety margin under SendCloud's 1-hour sendRequestId dedup window (the 1-hour rule, s).
+    dedup_safety_margin: float = 300.0
+    #: How long a 499 (insufficient balance) pauses SMS sending for the account (s).
+    pause_seconds: float = 300.0
+    #: RedisBroker: a worker silent this long is dead and its messages are redelivered (s).
+    broker_heartbeat_timeout: float = 60.0
+    #: RedisBroker: chance per million Redis commands of running queue maintenance.
+    broker_maintenance_chance: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +130,21 @@ class Settings:
             metrics_port=_int(env, "SENDCLOUD_METRICS_PORT", 9191),
             log_format=log_format,
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            job_max_attempts=_int(env, "SENDCLOUD_JOB_MAX_ATTEMPTS", 8, minimum=1),
+            retry_base_delay=_float(env, "SENDCLOUD_RETRY_BASE_DELAY", 5.0, minimum=0.001),
+            retry_max_delay=_float(env, "SENDCLOUD_RETRY_MAX_DELAY", 600.0, minimum=0.001),
+            call_attempts=_int(env, "SENDCLOUD_CALL_ATTEMPTS", 3, minimum=1),
+            call_base_delay=_float(env, "SENDCLOUD_CALL_BASE_DELAY", 0.2),
+            call_max_delay=_float(env, "SENDCLOUD_CALL_MAX_DELAY", 2.0),
+            job_lease=_float(env, "SENDCLOUD_JOB_LEASE", 120.0, minimum=1.0),
+            dedup_safety_margin=_float(env, "SENDCLOUD_DEDUP_SAFETY_MARGIN", 300.0),
+            pause_seconds=_float(env, "SENDCLOUD_PAUSE_SECONDS", 300.0, minimum=1.0),
+            broker_heartbeat_timeout=_float(
+                env, "SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT", 60.0, minimum=0.5
+            ),
+            broker_maintenance_chance=_int(
+                env, "SENDCLOUD_BROKER_MAINTENANCE_CHANCE", 1000, minimum=1
+            ),
         )
 
     def require_credentials(self) -> Settings:
