@@ -49,6 +49,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _poll_status(env: Mapping[str, str]) -> int | None:
+    raw = env.get("SENDCLOUD_POLL_STATUS", "").strip()
+    if not raw:
+        return None
+    if raw not in ("1", "4", "5", "18"):
+        raise ConfigurationError("SENDCLOUD_POLL_STATUS", f"must be 1, 4, 5 or 18, got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     base_url: str = DEFAULT_BASE_URL
@@ -72,6 +81,14 @@ class Settings:
     poll_interval_minutes: float = 10.0
     #: emailStatus calls allowed per minute across all workers (SendCloud allows 3000).
     poll_rate_per_minute: int = 2500
+    #: emailStatus polls re-read this much before the last successful poll (minutes).
+    poll_overlap_minutes: float = 15.0
+    #: Every poll re-reads at least this many request dates, today included, for late changes.
+    poll_settle_days: int = 3
+    #: emailStatus filters (apiUserList, labelId, status); empty means no filter.
+    poll_api_users: tuple[str, ...] = ()
+    poll_label_id: str | None = None
+    poll_status: int | None = None
     #: Port of the Prometheus exporter in worker processes (0 turns it off).
     metrics_port: int = 9191
     #: "json" for production, "console" for key=value development logs.
@@ -127,6 +144,13 @@ class Settings:
             results_maxlen=_int(env, "SENDCLOUD_RESULTS_MAXLEN", 100_000, minimum=100),
             poll_interval_minutes=_float(env, "SENDCLOUD_POLL_INTERVAL_MINUTES", 10.0, minimum=0.1),
             poll_rate_per_minute=_int(env, "SENDCLOUD_POLL_RATE_PER_MINUTE", 2500, minimum=1),
+            poll_overlap_minutes=_float(env, "SENDCLOUD_POLL_OVERLAP_MINUTES", 15.0),
+            poll_settle_days=_int(env, "SENDCLOUD_POLL_SETTLE_DAYS", 3, minimum=1),
+            poll_api_users=tuple(
+                u.strip() for u in env.get("SENDCLOUD_POLL_API_USERS", "").split(";") if u.strip()
+            ),
+            poll_label_id=env.get("SENDCLOUD_POLL_LABEL_ID", "").strip() or None,
+            poll_status=_poll_status(env),
             metrics_port=_int(env, "SENDCLOUD_METRICS_PORT", 9191),
             log_format=log_format,
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
