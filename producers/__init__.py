@@ -1,0 +1,76 @@
+"""Enqueue SendCloud jobs from a web app: validated, idempotent, and light on dependencies.
+
+Importing this package needs only dramatiq and redis; it never imports the worker (httpx,
+tenacity). The module-level functions use a default :class:`Producer`, created on first use
+from ``$REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) with its own RedisBroker; build a
+``Producer(broker=...)`` to enqueue through an app's own broker instead.
+
+Each function returns the job's idempotency key (generated as ``<kind>-<hex>`` when not given);
+see :mod:`producers.producer` for repeat calls and for member calls split at 1000 members.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+from producers.contract import (
+    EMAIL_STATUS_STREAM,
+    MEMBERS_RESULTS_STREAM,
+    SMS_RESULTS_STREAM,
+)
+from producers.errors import IdempotencyConflict, ProducerValidationError
+from producers.idempotency import IdempotencyStore, Reservation
+from producers.producer import Producer, default_producer, set_default_producer
+from producers.results import ResultReader, ResultRecord
+
+__all__ = [
+    "EMAIL_STATUS_STREAM",
+    "MEMBERS_RESULTS_STREAM",
+    "SMS_RESULTS_STREAM",
+    "IdempotencyConflict",
+    "IdempotencyStore",
+    "Producer",
+    "ProducerValidationError",
+    "Reservation",
+    "ResultReader",
+    "ResultRecord",
+    "add_members",
+    "default_producer",
+    "delete_members",
+    "get_result",
+    "send_code",
+    "send_sms",
+    "send_voice_code",
+    "set_default_producer",
+    "update_members",
+]
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_default(method: Callable[Concatenate[Producer, P], R]) -> Callable[P, R]:
+    """``method`` called on the default producer, with its signature (minus self) and docs."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        bound: Callable[P, R] = getattr(default_producer(), name)
+        return bound(*args, **kwargs)
+
+    parameters = list(inspect.signature(method).parameters.values())[1:]
+    call.__signature__ = inspect.signature(method).replace(parameters=parameters)  # type: ignore[attr-defined]
+    return call
+
+
+send_sms = _on_default(Producer.send_sms)
+send_code = _on_default(Producer.send_code)
+send_voice_code = _on_default(Producer.send_voice_code)
+add_members = _on_default(Producer.add_members)
+update_members = _on_default(Producer.update_members)
+delete_members = _on_default(Producer.delete_members)
+get_result = _on_default(Producer.get_result)

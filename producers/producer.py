@@ -1,0 +1,353 @@
+"""Validate, reserve an idempotency key, enqueue: what a web app calls to send through SendCloud.
+
+A call validates everything first (nothing is reserved or enqueued on bad input), then reserves
+the job's idempotency record (see :mod:`producers.idempotency`), then enqueues a Dramatiq message
+by actor name. It returns the idempotency key; :meth:`Producer.get_result` reads the outcome.
+
+A repeated call with the same key and payload enqueues again only while the record is still
+``queued`` (the first attempt may have died before enqueueing; the worker runs one of the
+copies). Once a worker has taken the job, a repeat returns the key without enqueueing.
+
+Member calls of more than 1000 members are split into jobs of at most 1000, keyed
+``<key>:part<i>`` (i from 0) with ``part``/``parts`` in the payload; the call returns the base
+key, and each part's outcome is at ``get_result(f"{key}:part{i}")``.
+
+This module uses only dramatiq and redis (and the stdlib), never the worker's packages, so a
+web app need not install httpx or tenacity. It logs with the stdlib ``logging`` for the same
+reason; keys and kinds only, never phone numbers or addresses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+from uuid import uuid4
+
+import dramatiq
+import redis as redis_py
+from dramatiq.brokers.redis import RedisBroker
+
+from producers import validation as v
+from producers.contract import (
+    ACTOR_QUEUES,
+    MEMBERS_ACTOR,
+    SEND_CODE_ACTOR,
+    SEND_SMS_ACTOR,
+    SEND_VOICE_CODE_ACTOR,
+    CodeJob,
+    Kind,
+    MembersJob,
+    SmsJob,
+    VoiceCodeJob,
+)
+from producers.idempotency import DEFAULT_TTL, IdempotencyStore, payload_hash
+
+log = logging.getLogger("sendcloud.producers")
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_CODE_EXPIRY = 600
+BROKER_NAMESPACE = "dramatiq"
+
+MembersOp = Literal["add", "update", "delete"]
+_MEMBER_KINDS: dict[MembersOp, Kind] = {
+    "add": "members_add",
+    "update": "members_update",
+    "delete": "members_delete",
+}
+
+
+def redis_url_from_env() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def new_key(kind: Kind) -> str:
+    return f"{kind}-{uuid4().hex}"
+
+
+def part_key(key: str, part: int) -> str:
+    return f"{key}:part{part}"
+
+
+class Producer:
+    """Enqueues SendCloud jobs on ``broker`` (default: a RedisBroker on ``redis_url``).
+
+    The idempotency store uses ``redis`` if given, else the broker's own client when the broker
+    is a RedisBroker, else a client for ``redis_url`` (default ``$REDIS_URL``).
+    """
+
+    def __init__(
+        self,
+        broker: dramatiq.Broker | None = None,
+        *,
+        redis: redis_py.Redis | None = None,
+        redis_url: str | None = None,
+        idempotency_ttl: int = DEFAULT_TTL,
+        code_expiry: float = DEFAULT_CODE_EXPIRY,
+    ) -> None:
+        self.idempotency_ttl = v.validate_positive_int(idempotency_ttl, "idempotency_ttl")
+        self.code_expiry = v.validate_expiry(code_expiry, "code_expiry")
+        self._owned: list[Any] = []
+        if broker is None:
+            broker = RedisBroker(url=redis_url or redis_url_from_env(), namespace=BROKER_NAMESPACE)
+            self._owned.append(broker)
+        self.broker = broker
+        if redis is None:
+            if isinstance(broker, RedisBroker):
+                redis = broker.client
+            else:
+                redis = redis_py.Redis.from_url(redis_url or redis_url_from_env())
+                self._owned.append(redis)
+        self.redis = redis
+        self.store = IdempotencyStore(redis)
+        # StubBroker refuses undeclared queues; declaring is local bookkeeping, no I/O.
+        for queue_name in {ACTOR_QUEUES[actor] for actor in _ACTORS}:
+            broker.declare_queue(queue_name)
+
+    def close(self) -> None:
+        """Close the broker and Redis client this producer created (not ones passed in)."""
+        for resource in self._owned:
+            resource.close()
+        self._owned.clear()
+
+    # -- SMS -------------------------------------------------------------------------------
+
+    def send_sms(
+        self,
+        template_id: int,
+        phones: Sequence[str],
+        vars: Mapping[str, str | int] | None = None,
+        *,
+        msg_type: int = 0,
+        tag: Mapping[str, str | int] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Send template ``template_id`` to up to 2000 mainland numbers (msg_type 0 SMS, 1 MMS)."""
+        payload: SmsJob = {
+            "key": "",
+            "template_id": v.validate_positive_int(template_id, "template_id"),
+            "phones": v.validate_phones(phones, "phones"),
+            "vars": v.validate_sms_vars(vars, "vars"),
+            "msg_type": v.validate_choice(msg_type, "msg_type", (0, 1)),
+            "tag": v.validate_tag(tag, "tag"),
+            "enqueued_at": 0.0,
+        }
+        return self._submit("sms", SEND_SMS_ACTOR, idempotency_key, [dict(payload)])
+
+    def send_code(
+        self,
+        phone: str,
+        code: str,
+        *,
+        sign_id: int | None = None,
+        sign_name: str | None = None,
+        msg_type: int = 0,
+        expires_in: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Send a verification code (msg_type 0: mainland, 2: international ``+<digits>``).
+
+        SendCloud uses ``sign_id`` when both are given, so ``sign_name`` is then dropped.
+        The worker never sends the code after ``expires_in`` seconds (default ``code_expiry``).
+        """
+        msg_type = v.validate_choice(msg_type, "msg_type", (0, 2))
+        phone = v.validate_phone(phone, "phone", international=msg_type == 2)
+        code = v.validate_code(code, "code")
+        if sign_id is not None:
+            sign_id = v.validate_positive_int(sign_id, "sign_id")
+            sign_name = None
+        elif sign_name is not None:
+            if not isinstance(sign_name, str) or not sign_name.strip():
+                raise v.fail("sign_name", "must be a non-empty string", sign_name)
+        else:
+            raise v.fail("sign_id", "sign_id or sign_name is required")
+        payload: CodeJob = {
+            "key": "",
+            "phone": phone,
+            "code": code,
+            "sign_id": sign_id,
+            "sign_name": sign_name,
+            "msg_type": msg_type,
+            "enqueued_at": 0.0,
+            "expires_at": self._expires_at(expires_in),
+        }
+        return self._submit("code", SEND_CODE_ACTOR, idempotency_key, [dict(payload)])
+
+    def send_voice_code(
+        self,
+        phone: str,
+        code: str,
+        *,
+        expires_in: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Read a 4-6 digit code to a mainland number by voice call."""
+        payload: VoiceCodeJob = {
+            "key": "",
+            "phone": v.validate_phone(phone, "phone"),
+            "code": v.validate_code(code, "code"),
+            "enqueued_at": 0.0,
+            "expires_at": self._expires_at(expires_in),
+        }
+        return self._submit("voice_code", SEND_VOICE_CODE_ACTOR, idempotency_key, [dict(payload)])
+
+    # -- address-list members --------------------------------------------------------------
+
+    def add_members(
+        self,
+        address: str,
+        members: Sequence[str],
+        *,
+        names: Sequence[str] | None = None,
+        vars: Sequence[Mapping[str, str | int]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Add (or overwrite) members of list ``address``; more than 1000 are split into parts."""
+        return self._members("add", address, members, None, names, vars, idempotency_key)
+
+    def update_members(
+        self,
+        address: str,
+        members: Sequence[str],
+        *,
+        new_members: Sequence[str] | None = None,
+        names: Sequence[str] | None = None,
+        vars: Sequence[Mapping[str, str | int]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Change existing members; ``new_members[i]`` renames ``members[i]``."""
+        return self._members("update", address, members, new_members, names, vars, idempotency_key)
+
+    def delete_members(
+        self, address: str, members: Sequence[str], *, idempotency_key: str | None = None
+    ) -> str:
+        return self._members("delete", address, members, None, None, None, idempotency_key)
+
+    def _members(
+        self,
+        op: MembersOp,
+        address: str,
+        members: Sequence[str],
+        new_members: Sequence[str] | None,
+        names: Sequence[str] | None,
+        vars: Sequence[Mapping[str, str | int]] | None,
+        idempotency_key: str | None,
+    ) -> str:
+        address = v.validate_address(address, "address")
+        members_list = v.validate_emails(members, "members")
+        count = len(members_list)
+        new_list = None
+        if new_members is not None:
+            new_list = v.validate_emails(new_members, "new_members")
+            if len(new_list) != count:
+                rule = f"must hold one entry per member ({count}), got {len(new_list)}"
+                raise v.fail("new_members", rule)
+        names_list = v.validate_member_names(names, count, "names")
+        vars_list = v.validate_member_vars(vars, count, "vars")
+
+        size = v.MAX_MEMBERS_PER_REQUEST
+        parts = (count + size - 1) // size
+        payloads: list[dict[str, Any]] = []
+        for part, start in enumerate(range(0, count, size)):
+            chunk = slice(start, start + size)
+            job: MembersJob = {
+                "key": "",
+                "op": op,
+                "address": address,
+                "members": members_list[chunk],
+                "new_members": None if new_list is None else new_list[chunk],
+                "names": None if names_list is None else names_list[chunk],
+                "vars": None if vars_list is None else vars_list[chunk],
+                "enqueued_at": 0.0,
+            }
+            if parts > 1:
+                job["part"] = part
+                job["parts"] = parts
+            payloads.append(dict(job))
+        return self._submit(_MEMBER_KINDS[op], MEMBERS_ACTOR, idempotency_key, payloads)
+
+    # -- results ---------------------------------------------------------------------------
+
+    def get_result(self, key: str) -> dict[str, Any] | None:
+        """The worker's final result for ``key`` (a job or a ``<key>:part<i>``), else None."""
+        result = self.store.get_result(_lookup_key(key))
+        return result if isinstance(result, dict) else None
+
+    def get_record(self, key: str) -> dict[str, Any] | None:
+        """The whole idempotency record (state, timestamps, result) for ``key``, else None."""
+        return self.store.get(_lookup_key(key))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _expires_at(self, expires_in: float | None) -> float:
+        seconds = self.code_expiry if expires_in is None else v.validate_expiry(expires_in)
+        return time.time() + seconds
+
+    def _submit(
+        self,
+        kind: Kind,
+        actor: str,
+        idempotency_key: str | None,
+        payloads: list[dict[str, Any]],
+    ) -> str:
+        """Reserve every payload's key in one step, then enqueue those that still need it."""
+        key = new_key(kind) if idempotency_key is None else v.validate_key(idempotency_key)
+        split = len(payloads) > 1
+        now = time.time()
+        for index, payload in enumerate(payloads):
+            payload["key"] = part_key(key, index) if split else key
+            payload["enqueued_at"] = now
+        reservations = self.store.reserve_many(
+            [(payload["key"], payload_hash(payload)) for payload in payloads],
+            kind,
+            self.idempotency_ttl,
+        )
+        queue_name = ACTOR_QUEUES[actor]
+        for payload, reservation in zip(payloads, reservations, strict=True):
+            if not reservation.should_enqueue:
+                log.debug("job %s is %s; not enqueued again", payload["key"], reservation.state)
+                continue
+            message: dramatiq.Message[Any] = dramatiq.Message(
+                queue_name=queue_name,
+                actor_name=actor,
+                args=(payload,),
+                kwargs={},
+                options={},
+            )
+            self.broker.enqueue(message)
+            log.debug("enqueued %s job %s on %s", kind, payload["key"], queue_name)
+        return key
+
+
+def _lookup_key(key: object) -> str:
+    # Looser than validate_key: a part key may be up to ":part<i>" longer than a caller's key.
+    if not isinstance(key, str) or not key:
+        raise v.fail("key", "must be a non-empty string", key)
+    return key
+
+
+_ACTORS = (SEND_SMS_ACTOR, SEND_CODE_ACTOR, SEND_VOICE_CODE_ACTOR, MEMBERS_ACTOR)
+
+_default: Producer | None = None
+_default_lock = threading.Lock()
+
+
+def default_producer() -> Producer:
+    """The producer behind the module-level functions, created on first use from $REDIS_URL."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Producer()
+    return _default
+
+
+def set_default_producer(producer: Producer | None) -> Producer | None:
+    """Replace the default producer (None: create a fresh one on next use); returns the old one."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, producer
+    return previous
