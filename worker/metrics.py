@@ -1,0 +1,253 @@
+"""Prometheus metrics: Dramatiq's own, SendCloud calls, job outcomes and queue depths.
+
+A worker started with ``dramatiq worker.app`` serves everything on one port,
+``SENDCLOUD_METRICS_PORT`` (default 9191; 0 turns metrics off), path ``/metrics``:
+
+- Dramatiq's middleware metrics (``dramatiq_messages_total``, ``dramatiq_message_errors_total``,
+  ``dramatiq_message_retries_total``, ``dramatiq_message_rejects_total``, in-progress gauges and
+  the duration histogram), from ``dramatiq.middleware.prometheus.Prometheus``;
+- ``sendcloud_api_calls_total{endpoint,status_code}``: one per SendCloud HTTP call, with
+  SendCloud's statusCode (``none`` when no reply came);
+- ``sendcloud_job_outcomes_total{kind,outcome}``: one per result record a worker writes;
+- ``sendcloud_queue_depth{queue}``: messages not yet acknowledged on each product queue, its
+  delay queue (``.DQ``) and its dead-letter queue (``.XQ``), read from Redis at scrape time;
+- ``sendcloud_redis_up``: 1 when that read worked.
+
+Dramatiq runs several worker processes, so metrics use prometheus_client's multiprocess mode: each
+process writes its values to files under ``dramatiq_prom_db`` (Dramatiq's variable, default
+``$TMPDIR/dramatiq-prometheus``) and a separate exposition process, forked by the Dramatiq CLI,
+sums them. Multiprocess mode is chosen when prometheus_client creates its first metric, which is
+why this module imports it lazily and points it at the directory before any metric exists.
+
+Everywhere else (tests, the producer side, the CLI) nothing is registered and ``record_*`` are
+no-ops, so metrics are off unless a worker turns them on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import redis
+import structlog
+from dramatiq import Broker
+from dramatiq.middleware.prometheus import DB_PATH, HTTP_HOST, Prometheus
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from producers.contract import ALL_QUEUES
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter
+    from prometheus_client.metrics_core import Metric
+
+    from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+#: Dramatiq's default key prefix, which worker/broker.py keeps.
+NAMESPACE = "dramatiq"
+
+API_CALLS = "sendcloud_api_calls_total"
+JOB_OUTCOMES = "sendcloud_job_outcomes_total"
+QUEUE_DEPTH = "sendcloud_queue_depth"
+REDIS_UP = "sendcloud_redis_up"
+
+
+@dataclass(frozen=True)
+class _Counters:
+    api_calls: Counter
+    job_outcomes: Counter
+
+
+_counters: _Counters | None = None
+_lock = threading.Lock()
+
+
+def enable(registry: CollectorRegistry | None = None) -> None:
+    """Create the counters (idempotent). ``registry``: where to register them (tests)."""
+    global _counters
+    with _lock:
+        if _counters is not None:
+            return
+        from prometheus_client import CollectorRegistry, Counter
+
+        registry = registry if registry is not None else CollectorRegistry()
+        _counters = _Counters(
+            api_calls=Counter(
+                API_CALLS.removesuffix("_total"),
+                "SendCloud HTTP calls, by endpoint and the statusCode SendCloud replied with.",
+                ["endpoint", "status_code"],
+                registry=registry,
+            ),
+            job_outcomes=Counter(
+                JOB_OUTCOMES.removesuffix("_total"),
+                "Finished jobs, by kind and outcome (one per result record).",
+                ["kind", "outcome"],
+                registry=registry,
+            ),
+        )
+
+
+def disable() -> None:
+    global _counters
+    with _lock:
+        _counters = None
+
+
+def enabled() -> bool:
+    return _counters is not None
+
+
+def record_api_call(endpoint: str, status_code: int | None) -> None:
+    counters = _counters
+    if counters is not None:
+        code = "none" if status_code is None else str(status_code)
+        counters.api_calls.labels(endpoint, code).inc()
+
+
+def record_job_outcome(kind: str, outcome: str) -> None:
+    counters = _counters
+    if counters is not None:
+        counters.job_outcomes.labels(kind, outcome).inc()
+
+
+class QueueDepthCollector:
+    """Reads queue depths from Redis on each scrape: one pipelined round trip, 12 commands."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "dramatiq",
+        queues: Sequence[str] = ALL_QUEUES,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.queues = tuple(queues)
+
+    def depths(self) -> dict[str, int]:
+        ns = self.namespace
+        names: list[str] = []
+        pipe = self.client.pipeline(transaction=False)
+        for queue in self.queues:
+            # The .msgs hash holds every message not yet acknowledged: waiting or being worked on.
+            pipe.hlen(f"{ns}:{queue}.msgs")
+            pipe.hlen(f"{ns}:{queue}.DQ.msgs")
+            pipe.zcard(f"{ns}:{queue}.XQ")
+            names += [queue, f"{queue}.DQ", f"{queue}.XQ"]
+        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        up = GaugeMetricFamily(REDIS_UP, "1 if the queue depths could be read from Redis.")
+        depth = GaugeMetricFamily(
+            QUEUE_DEPTH,
+            "Messages not yet acknowledged, per queue (.DQ: delayed, .XQ: dead-lettered).",
+            labels=["queue"],
+        )
+        try:
+            depths = self.depths()
+        except redis.RedisError as err:
+            log.warning("metrics.queue_depth_failed", error=str(err))
+            up.add_metric([], 0)
+        else:
+            up.add_metric([], 1)
+            for queue, count in depths.items():
+                depth.add_metric([queue], count)
+        yield up
+        yield depth
+
+
+def build_registry(client: redis.Redis, *, namespace: str = "dramatiq") -> CollectorRegistry:
+    """What the exposition serves: every process's files plus the live queue depths."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=DB_PATH)
+    registry.register(QueueDepthCollector(client, namespace=namespace))
+    return registry
+
+
+def make_server(registry: CollectorRegistry, host: str, port: int) -> HTTPServer:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/", "/metrics"):
+                self.send_error(404)
+                return
+            body = generate_latest(registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # one line per scrape would drown the worker's logs
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def serve_metrics() -> int:
+    """Exposition process, forked by the Dramatiq CLI (see ``SendCloudPrometheus.forks``)."""
+    from worker.settings import Settings
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = DB_PATH
+    settings = Settings.from_env()
+    # A scrape must answer quickly even with Redis down: one quick retry, then redis_up 0.
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 1),
+    )
+    server = make_server(
+        build_registry(client, namespace=NAMESPACE), HTTP_HOST, settings.metrics_port
+    )
+    log.info("metrics.serving", host=HTTP_HOST, port=settings.metrics_port, path="/metrics")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+class SendCloudPrometheus(Prometheus):
+    """Dramatiq's Prometheus middleware, plus this product's counters and exposition."""
+
+    @property
+    def forks(self) -> list[Any]:
+        return [serve_metrics]
+
+    def after_process_boot(self, broker: Broker) -> None:
+        _use_multiprocess_mode()
+        super().after_process_boot(broker)
+        enable()
+
+
+def _use_multiprocess_mode() -> None:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = DB_PATH
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        # prometheus_client was imported before the directory was set; without this every
+        # metric would live in this process only and never reach the exposition process.
+        values.ValueClass = values.get_value_class()
+
+
+def install(broker: Broker, settings: Settings) -> bool:
+    """Add the metrics middleware unless ``SENDCLOUD_METRICS_PORT`` is 0. Worker processes only."""
+    if settings.metrics_port == 0:
+        return False
+    broker.add_middleware(SendCloudPrometheus())
+    return True
