@@ -180,15 +180,19 @@ class SendCloudClient:
             params["sendRequestId"] = send_request_id
         if tag is not None:
             params["tag"] = compact_json(tag)
+        reply: tuple[int, str, object] | None = None
         try:
-            code, message, info = self._call("POST", endpoint, self._signed(params))
-        except errors.SendCloudError as exc:
+            reply = self._call("POST", endpoint, self._signed(params))
+        except errors.ClockSkewError as exc:
             if exc.code != CLOCK_SKEW_CODE:
                 raise
+        if reply is None:
             # Our clock (or the offset learnt earlier) is off: learn it again, then try once more.
+            # Outside the except block, so a second 461 does not chain the first.
             self._resync()
             log.info("sendcloud.clock_resynced", endpoint=endpoint, offset_ms=self._offset_ms)
-            code, message, info = self._call("POST", endpoint, self._signed(params))
+            reply = self._call("POST", endpoint, self._signed(params))
+        code, message, info = reply
         return self._parsed(
             endpoint, code, lambda: SmsResult.parse(code, message, models.info_object(info))
         )

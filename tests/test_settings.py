@@ -1,0 +1,87 @@
+"""Settings from the environment: each mistake is named by its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.client import SendCloudClient
+from worker.errors import ConfigurationError
+from worker.settings import CREDENTIAL_VARIABLES, Settings
+
+FULL = {
+    "SENDCLOUD_SMS_USER": "sms_user",
+    "SENDCLOUD_SMS_KEY": "sms-key-value",
+    "SENDCLOUD_API_USER": "api_user",
+    "SENDCLOUD_API_KEY": "api-key-value",
+}
+
+
+def test_a_full_environment_is_read() -> None:
+    env = {
+        **FULL,
+        "SENDCLOUD_BASE_URL": "http://127.0.0.1:8080/",
+        "SENDCLOUD_SIGN_METHOD": " SHA256 ",
+        "SENDCLOUD_CONNECT_TIMEOUT": "2.5",
+        "SENDCLOUD_READ_TIMEOUT": "9",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "debug",
+    }
+    settings = Settings.from_env(env).require_credentials()
+    assert settings.base_url == "http://127.0.0.1:8080"
+    assert settings.sign_method == "sha256"
+    assert (settings.connect_timeout, settings.read_timeout) == (2.5, 9.0)
+    assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
+    assert settings.secrets == ("sms-key-value", "api-key-value")
+
+
+def test_from_env_alone_needs_no_credentials() -> None:
+    settings = Settings.from_env({})
+    assert settings.sign_method == "md5" and settings.secrets == ()
+
+
+@pytest.mark.parametrize("missing", CREDENTIAL_VARIABLES)
+@pytest.mark.parametrize("blank", [None, "", "   "])
+def test_a_missing_credential_is_named(missing: str, blank: str | None) -> None:
+    env = {k: v for k, v in FULL.items() if k != missing}
+    if blank is not None:
+        env[missing] = blank
+    settings = Settings.from_env(env)
+    with pytest.raises(ConfigurationError) as info:
+        settings.require_credentials()
+    assert info.value.variable == missing
+    assert missing in str(info.value)
+    with pytest.raises(ConfigurationError, match=missing):
+        SendCloudClient(settings)
+
+
+@pytest.mark.parametrize("value", ["sha1", "hmac", "md-5"])
+def test_a_bad_sign_method_is_named(value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**FULL, "SENDCLOUD_SIGN_METHOD": value})
+    assert info.value.variable == "SENDCLOUD_SIGN_METHOD"
+    assert "md5" in info.value.rule and "sha256" in info.value.rule
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SENDCLOUD_CONNECT_TIMEOUT", "soon"),
+        ("SENDCLOUD_READ_TIMEOUT", "0"),
+        ("SENDCLOUD_IDEMPOTENCY_TTL", "60"),
+        ("SENDCLOUD_POLL_RATE_PER_MINUTE", "1.5"),
+        ("LOG_FORMAT", "xml"),
+        ("SENDCLOUD_DAILY_LIMIT_ACTION", "ignore"),
+    ],
+)
+def test_other_bad_values_are_named(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**FULL, variable: value})
+    assert info.value.variable == variable
+
+
+def test_secrets_stay_out_of_repr_and_errors() -> None:
+    settings = Settings.from_env(FULL)
+    assert "sms-key-value" not in repr(settings) and "api-key-value" not in repr(settings)
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({**FULL, "SENDCLOUD_SIGN_METHOD": "sms-key-value"})
+    assert "sms-key-value" not in str(info.value)

@@ -1,0 +1,90 @@
+"""Short retries of transient SendCloud failures, inside one job attempt.
+
+Only errors whose class says ``transient`` (no reply, HTTP 5xx, statusCode 501, the 50000/50001
+frequency limits, "failed to ..." with no cause) are retried, a few times within about a second
+or two. Everything else, and the last transient error once attempts run out, is raised unchanged
+(never tenacity's ``RetryError``) so the job layer sees the real class and code.
+
+The delay is exponential with "equal jitter": half the step is fixed, half is random, so
+workers that failed together do not retry together, yet no retry comes back instantly. The
+random source is a parameter so tests get exact delays.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import structlog
+import tenacity
+
+from worker.errors import SendCloudError
+
+T = TypeVar("T")
+
+log = structlog.get_logger("worker.retries")
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, SendCloudError) and exc.transient
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 2.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    #: Returns a float in [0, 1); random.random unless a test needs exact delays.
+    jitter: Callable[[], float] = field(default=random.random, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts: must be at least 1")
+        if self.base_delay < 0 or self.max_delay < self.base_delay:
+            raise ValueError("base_delay, max_delay: need 0 <= base_delay <= max_delay")
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt (1-based)."""
+        step = min(self.max_delay, self.base_delay * 2 ** (failures - 1))
+        return step / 2 + step / 2 * self.jitter()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts),
+            wait=lambda state: self.delay(state.attempt_number),
+            retry=tenacity.retry_if_exception(is_transient),
+            sleep=self.sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return retrying(fn)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    log.info(
+        "sendcloud.retry",
+        attempt=state.attempt_number,
+        delay_s=round(state.upcoming_sleep, 3),
+        error=type(exc).__name__,
+        status_code=getattr(exc, "code", None),
+        endpoint=getattr(exc, "endpoint", None),
+    )
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    *,
+    attempts: int = 3,
+    base_delay: float = 0.2,
+    max_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> T:
+    """``fn()``, retried on transient SendCloud errors; the last error is raised as is."""
+    policy = RetryPolicy(attempts, base_delay, max_delay, sleep=sleep, jitter=jitter)
+    return policy.call(fn)
