@@ -80,6 +80,15 @@ def test_phone_list_reports_the_index_of_the_bad_number() -> None:
     assert str(error) == "phones[2]: must be a mainland mobile number (11 digits starting 13-19)"
 
 
+def test_the_first_problem_in_order_is_reported() -> None:
+    error = refused(v.validate_phones, ["13812345678", 13912345678, "bad"])
+    assert (error.field, error.rule) == ("phones[1]", "must be a string")
+    error = refused(v.validate_phones, ["13812345678", "bad", b"13912345678"])
+    assert error.field == "phones[1]"
+    error = refused(v.validate_phones, ["+447911123456", "+44 7911 123456"], international=True)
+    assert (error.field, error.rule) == ("phones[1]", "duplicate of phones[0]")
+
+
 def test_duplicates_are_found_after_normalisation() -> None:
     error = refused(v.validate_phones, ["13812345678", "139 1234 5678", "+86 13812345678"])
     assert (error.field, error.rule) == ("phones[2]", "duplicate of phones[0]")
