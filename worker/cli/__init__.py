@@ -13,7 +13,13 @@ import sys
 from collections.abc import Sequence
 
 # Modules that register commands; each is imported lazily so `--help` stays fast.
-COMMAND_MODULES = ("worker.cli.simulator",)
+COMMAND_MODULES = (
+    "worker.cli.simulator",
+    "worker.cli.enqueue",
+    "worker.cli.results",
+    "worker.cli.dlq",
+    "worker.cli.health",
+)
 
 
 class UsageError(Exception):
@@ -32,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     from producers.errors import IdempotencyConflict, ProducerValidationError
     from worker.errors import ConfigurationError
 
@@ -41,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except (UsageError, ConfigurationError, ProducerValidationError, IdempotencyConflict) as exc:
         print(f"sendcloud-jobs: error: {exc}", file=sys.stderr)
+        return 2
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        print(f"sendcloud-jobs: error: Redis unreachable ({exc}); check REDIS_URL", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
