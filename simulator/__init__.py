@@ -1,0 +1,22 @@
+"""A faithful local stand-in for SendCloud's SMS and mail APIs, with fault injection.
+
+``Simulator`` serves the documented endpoints in process (``sim.transport()`` for httpx) and,
+through :func:`simulator.server.serve_in_thread`, over real HTTP; :mod:`simulator.admin`
+drives one in another process.
+"""
+
+from simulator.addresslist import AddressListView, MemberView
+from simulator.core import Simulator
+from simulator.faults import FaultConfig
+from simulator.ledger import Ledger, LedgerEntry
+from simulator.sms import Template
+
+__all__ = [
+    "AddressListView",
+    "FaultConfig",
+    "Ledger",
+    "LedgerEntry",
+    "MemberView",
+    "Simulator",
+    "Template",
+]
