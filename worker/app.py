@@ -1,0 +1,33 @@
+"""The module the ``dramatiq`` command loads: ``dramatiq worker.app --queues sendcloud.codes``.
+
+Importing it reads the settings (a missing credential stops the worker with a
+ConfigurationError naming the variable), configures logging, builds the broker and declares
+every actor on it.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+import redis
+
+from worker import metrics
+from worker.broker import make_broker
+from worker.client import SendCloudClient
+from worker.jobs import declare_job_actors
+from worker.logs import configure_logging
+from worker.runtime import Runtime
+from worker.settings import Settings
+
+settings = Settings.from_env().require_credentials()
+configure_logging(settings)
+
+broker = make_broker(settings.redis_url, settings=settings)
+metrics.install(broker, settings)
+dramatiq.set_broker(broker)
+
+runtime = Runtime(
+    settings,
+    redis.Redis.from_url(settings.redis_url),
+    lambda: SendCloudClient(settings),
+)
+actors = declare_job_actors(broker, runtime)

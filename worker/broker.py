@@ -1,0 +1,62 @@
+"""The RedisBroker the workers (and producers, in tests and the demo) use, with its middleware.
+
+Middleware, in order:
+
+1. ``JobContext``: every log line of a job carries its key, message id and actor.
+2. ``TimeLimit`` (``SENDCLOUD_JOB_LEASE``): an attempt stuck longer than its claim's lease is
+   interrupted, gives its claim back and is retried, as the lease has let another copy take over.
+3. ``Retries``: retries only what :mod:`worker.jobs` tells it to (see there).
+4. ``CurrentMessage``: actors read their Dramatiq message id, the owner of the job's claim.
+5. ``DeadLetterReasons``: a dead-lettered message keeps why it died.
+
+``ShutdownNotifications`` is left out on purpose: on SIGTERM a worker finishes the calls it has
+in flight instead of interrupting them halfway, which would leave their outcome unknown.
+
+Redelivery after a crash: the RedisBroker gives the messages of a worker that stopped
+heartbeating for ``SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT`` seconds to the others, during "queue
+maintenance", which runs on ``SENDCLOUD_BROKER_MAINTENANCE_CHANCE`` out of a million Redis
+commands. Workers poll often, so that is a few seconds after the timeout in practice.
+"""
+
+from __future__ import annotations
+
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
+
+from worker.dlq import DeadLetterReasons
+from worker.middleware.job_context import JobContext
+from worker.settings import Settings
+
+
+def broker_middleware(settings: Settings) -> list[Middleware]:
+    return [
+        JobContext(),
+        TimeLimit(time_limit=int(settings.job_lease * 1000)),
+        Retries(
+            max_retries=settings.job_max_attempts,
+            min_backoff=int(settings.retry_base_delay * 1000),
+            max_backoff=int(settings.retry_max_delay * 1000),
+        ),
+        CurrentMessage(),
+        DeadLetterReasons(),
+    ]
+
+
+def make_broker(
+    redis_url: str | None,
+    *,
+    redis_client: redis.Redis | None = None,
+    settings: Settings | None = None,
+) -> RedisBroker:
+    """A RedisBroker on ``redis_client`` if given, else on ``redis_url``."""
+    if redis_client is None and not redis_url:
+        raise ValueError("make_broker needs a redis_url or a redis_client")
+    settings = settings or Settings.from_env()
+    return RedisBroker(
+        url=None if redis_client is not None else redis_url,
+        client=redis_client,
+        middleware=broker_middleware(settings),
+        heartbeat_timeout=int(settings.broker_heartbeat_timeout * 1000),
+        maintenance_chance=settings.broker_maintenance_chance,
+    )

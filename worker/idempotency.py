@@ -1,0 +1,270 @@
+"""The worker's side of a job's idempotency record: claim, release and finish, each one Lua script.
+
+The record is the producer's hash ``sendcloud:idem:<key>`` (layout in :mod:`producers.idempotency`).
+The worker adds these fields:
+
+``owner``              Dramatiq message id of the attempt that holds the claim
+``lease_until``        epoch seconds; after it another copy of the job may take the claim over
+``attempt_started_at`` when the current (or last) attempt claimed the job
+``first_attempt_at``   when the first attempt claimed the job
+``attempts``           attempts so far (a pause for a 499 gives its attempt back)
+``uncertain_since``    start of the earliest attempt whose effect is unknown (see below)
+``takeovers``          how often a claim was taken from an attempt that never finished
+``last_error``         the last attempt's error, for people reading the record
+``finished_at``        when the final state was written
+
+How duplicates run once
+-----------------------
+``claim`` moves ``queued`` to ``in_flight``. A copy of the job that finds it ``in_flight`` under
+a live lease held by another message id is *busy*: it is retried after the lease and then sees
+the final state. A final state means the job is over: the copy is acknowledged without calling
+SendCloud and without a second result record. ``finish`` writes the final state, the result and
+the result-stream entry in one script, and only while the caller still owns the claim, so every
+job ends with exactly one final record however many copies ran.
+
+A copy of the *same* message id finding the job ``in_flight`` is a redelivery: Dramatiq's
+RedisBroker hands a message to another worker only after its first worker stopped heartbeating,
+i.e. died. That copy, like any copy finding an expired lease, takes the claim over.
+
+The 1-hour rule
+---------------
+SendCloud runs a ``sendRequestId`` only once within 1 hour; every attempt of a job sends the same
+one (:func:`send_request_id`). An attempt whose outcome is unknown (the worker died mid-call, or
+the call ended with no reply: a TransportError) may have been accepted, and a resend is safe
+only while SendCloud still remembers the id. So the record keeps ``uncertain_since``, the start
+of the earliest such attempt, and:
+
+* before any send, if ``now - uncertain_since > 3600 - margin`` (``SENDCLOUD_DEDUP_SAFETY_MARGIN``,
+  default 300 s) the job is NEVER sent again: it ends as ``needs_review``, logged at error level
+  with its key, for a person to check in SendCloud's console whether it went out;
+* a retry after an uncertain attempt is scheduled inside the window
+  (``delay = min(backoff, window_left)``), and a deferral that cannot fit in it (a 498 pushed to
+  the next day) ends as ``needs_review`` at once.
+
+So a worker that crashes mid-send and is redelivered within ~55 minutes resends safely (SendCloud
+deduplicates); one redelivered later is never resent blindly. A definite reply (a statusCode) to
+a later attempt does not clear the uncertainty: what SendCloud checks first is undocumented.
+
+If a record is missing when a job runs (its TTL passed while the job waited) the claim recreates
+it, so a job is never dropped for lack of a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from producers.idempotency import (
+    FINAL_STATES,
+    STATE_DONE,
+    STATE_EXPIRED,
+    STATE_FAILED,
+    STATE_NEEDS_REVIEW,
+    record_key,
+)
+from worker.results import flatten
+
+#: SendCloud deduplicates a sendRequestId for this long.
+DEDUP_WINDOW = 3600.0
+MAX_SEND_REQUEST_ID = 128
+_PLAIN_ID = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_SEND_REQUEST_ID}}}")
+
+#: The record state each final outcome leaves behind.
+OUTCOME_STATES: dict[str, str] = {
+    "sent": STATE_DONE,
+    "partial": STATE_DONE,
+    "duplicate": STATE_DONE,
+    "done": STATE_DONE,
+    "failed": STATE_FAILED,
+    "cancelled": STATE_FAILED,
+    "expired": STATE_EXPIRED,
+    "needs_review": STATE_NEEDS_REVIEW,
+}
+
+_FINAL_LUA_SET = "{" + ", ".join(f"['{s}'] = true" for s in sorted(FINAL_STATES)) + "}"
+
+# KEYS: record. ARGV: message_id, now, lease, ttl, kind.
+_CLAIM_LUA = (
+    "local final = " + _FINAL_LUA_SET + "\n"
+    """
+local k = KEYS[1]
+local msg, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HGET', k, 'state')
+if state and final[state] then
+    return {'final', state}
+end
+if not state then
+    redis.call('HSET', k, 'kind', ARGV[5], 'state', 'queued', 'created_at', ARGV[2],
+               'updated_at', ARGV[2], 'recreated_at', ARGV[2])
+    redis.call('EXPIRE', k, tonumber(ARGV[4]))
+    state = 'queued'
+end
+local uncertain = redis.call('HGET', k, 'uncertain_since')
+if state == 'in_flight' then
+    local owner = redis.call('HGET', k, 'owner')
+    local lease_until = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
+    if owner ~= msg and lease_until > now then
+        return {'busy', tostring(lease_until - now)}
+    end
+    local started = redis.call('HGET', k, 'attempt_started_at') or ARGV[2]
+    if (not uncertain) or tonumber(started) < tonumber(uncertain) then
+        uncertain = started
+        redis.call('HSET', k, 'uncertain_since', started)
+    end
+    redis.call('HINCRBY', k, 'takeovers', 1)
+end
+local attempts = redis.call('HINCRBY', k, 'attempts', 1)
+redis.call('HSETNX', k, 'first_attempt_at', ARGV[2])
+redis.call('HSET', k, 'state', 'in_flight', 'owner', msg, 'lease_until', tostring(now + lease),
+           'attempt_started_at', ARGV[2], 'updated_at', ARGV[2])
+return {'claimed', tostring(attempts), uncertain or '', (state == 'in_flight') and '1' or '0'}
+"""
+)
+
+# KEYS: record. ARGV: message_id, now, uncertain (1/0), refund (1/0), last_error.
+_RELEASE_LUA = """
+local k = KEYS[1]
+if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
+    return 0
+end
+if ARGV[3] == '1' then
+    local started = redis.call('HGET', k, 'attempt_started_at') or ARGV[2]
+    local uncertain = redis.call('HGET', k, 'uncertain_since')
+    if (not uncertain) or tonumber(started) < tonumber(uncertain) then
+        redis.call('HSET', k, 'uncertain_since', started)
+    end
+end
+if ARGV[4] == '1' then
+    redis.call('HINCRBY', k, 'attempts', -1)
+end
+redis.call('HSET', k, 'state', 'queued', 'lease_until', '0', 'updated_at', ARGV[2],
+           'last_error', ARGV[5])
+return 1
+"""
+
+# KEYS: record, stream. ARGV: message_id, now, state, result, maxlen, ttl, then field/value pairs.
+_FINISH_LUA = """
+local k = KEYS[1]
+if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
+    return false
+end
+redis.call('HSET', k, 'state', ARGV[3], 'result', ARGV[4], 'updated_at', ARGV[2],
+           'finished_at', ARGV[2], 'lease_until', '0')
+redis.call('EXPIRE', k, tonumber(ARGV[6]))
+local fields = {}
+for i = 7, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+"""
+
+
+def send_request_id(key: str) -> str:
+    """The sendRequestId of every attempt of a job: the key itself when it is short and plain,
+    else the sha256 hex of it (64 characters)."""
+    if _PLAIN_ID.fullmatch(key):
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: str  # "claimed" | "busy" | "final"
+    attempts: int = 0
+    #: Start of the earliest attempt whose outcome is unknown, or None.
+    uncertain_since: float | None = None
+    #: This claim took over an attempt that never finished.
+    takeover: bool = False
+    #: For "busy": seconds until the other holder's lease runs out.
+    busy_for: float = 0.0
+    #: For "final": the state the job ended in.
+    final_state: str = ""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def window_left(uncertain_since: float | None, now: float, margin: float) -> float | None:
+    """Seconds a resend stays covered by SendCloud's dedup (None: no uncertain attempt)."""
+    if uncertain_since is None:
+        return None
+    return uncertain_since + DEDUP_WINDOW - margin - now
+
+
+class JobLedger:
+    """Claim, release and finish of job records, for one Redis database."""
+
+    def __init__(self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int) -> None:
+        self.client = client
+        self.lease = lease
+        self.ttl = ttl
+        self.maxlen = maxlen
+        self._claim = client.register_script(_CLAIM_LUA)
+        self._release = client.register_script(_RELEASE_LUA)
+        self._finish = client.register_script(_FINISH_LUA)
+
+    def claim(self, key: str, message_id: str, now: float, *, kind: str) -> Claim:
+        reply = [_text(part) for part in self._claim(
+            keys=[record_key(key)], args=[message_id, repr(now), repr(self.lease), self.ttl, kind]
+        )]
+        if reply[0] == "final":
+            return Claim("final", final_state=reply[1])
+        if reply[0] == "busy":
+            return Claim("busy", busy_for=max(0.0, float(reply[1])))
+        return Claim(
+            "claimed",
+            attempts=int(reply[1]),
+            uncertain_since=float(reply[2]) if reply[2] else None,
+            takeover=reply[3] == "1",
+        )
+
+    def release(
+        self,
+        key: str,
+        message_id: str,
+        now: float,
+        *,
+        uncertain: bool,
+        refund: bool = False,
+        error: str = "",
+    ) -> bool:
+        """Give the claim back (state queued) for a later retry. ``uncertain``: the attempt may
+        have taken effect. ``refund``: the attempt does not count (it never called SendCloud)."""
+        released = self._release(
+            keys=[record_key(key)],
+            args=[message_id, repr(now), int(uncertain), int(refund), error],
+        )
+        return bool(released)
+
+    def finish(
+        self,
+        key: str,
+        message_id: str,
+        now: float,
+        *,
+        outcome: str,
+        stream: str,
+        record: Mapping[str, Any],
+    ) -> str | None:
+        """Write the final state, the result and the stream entry at once; the entry id, or None
+        when this message no longer owns the claim (then nothing was written)."""
+        state = OUTCOME_STATES[outcome]
+        args: list[str | int] = [
+            message_id, repr(now), state, json.dumps(dict(record)), self.maxlen, self.ttl,
+        ]
+        for name, value in flatten(record).items():
+            args += [name, value]
+        entry = self._finish(keys=[record_key(key), stream], args=args)
+        return None if entry is None else _text(entry)
+
+    def get(self, key: str) -> dict[str, Any]:
+        raw = self.client.hgetall(record_key(key))
+        return {_text(k): _text(v) for k, v in raw.items()}
+

@@ -1,0 +1,77 @@
+"""The job actors: declared by :func:`declare_job_actors` on a given broker, never at import.
+
+Each actor is a thin shell around :meth:`JobRunner.run`; queue and actor names come from
+:mod:`producers.contract`, so producers enqueue by name without importing the worker.
+
+Dramatiq's retry bookkeeping is made explicit here (see :mod:`worker.broker` for the rest):
+
+* every SendCloud outcome that needs another attempt raises ``dramatiq.Retry(delay=...)`` with a
+  delay the runner chose; ``retry_when`` always lets those through, because the attempt budget
+  (``SENDCLOUD_JOB_MAX_ATTEMPTS``) is counted in the job's idempotency record, where a pause or
+  a busy duplicate does not use it up;
+* :class:`PermanentJobFailure` is in ``throws``: the message is failed at once and the
+  RedisBroker moves it to the dead-letter set (``dramatiq:<queue>.XQ``), with the reason added
+  to its options (:mod:`worker.middleware.dead_letters`);
+* any other exception (a bug, Redis unreachable before the job could even be claimed) is
+  retried with Dramatiq's backoff up to ``SENDCLOUD_JOB_MAX_ATTEMPTS`` times, then
+  dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from worker.jobs.codes import CodeJob, VoiceCodeJob
+from worker.jobs.members import MembersJob
+from worker.jobs.runner import JobRunner, JobType, Payload, PermanentJobFailure
+from worker.jobs.sms import SmsJob
+from worker.runtime import Runtime
+
+JOB_TYPES: tuple[JobType, ...] = (SmsJob(), CodeJob(), VoiceCodeJob(), MembersJob())
+
+
+def _retry_when(max_attempts: int) -> Any:
+    def retry_when(retries: int, exception: BaseException) -> bool:
+        return isinstance(exception, dramatiq.Retry) or retries < max_attempts
+
+    return retry_when
+
+
+def declare_job_actors(
+    broker: dramatiq.Broker, runtime: Runtime, *, runner: JobRunner | None = None
+) -> dict[str, dramatiq.Actor[..., None]]:
+    """Declare the SMS, code, voice-code and member actors on ``broker``; by actor name."""
+    runner = runner or JobRunner(runtime)
+    settings = runtime.settings
+    actors: dict[str, dramatiq.Actor[..., None]] = {}
+    for job in JOB_TYPES:
+        decorate = dramatiq.actor(
+            actor_name=job.actor_name,
+            queue_name=job.queue_name,
+            broker=broker,
+            throws=(PermanentJobFailure,),
+            retry_when=_retry_when(settings.job_max_attempts),
+            min_backoff=int(settings.retry_base_delay * 1000),
+            max_backoff=int(settings.retry_max_delay * 1000),
+        )
+        actors[job.actor_name] = decorate(_make_fn(runner, job))
+    return actors
+
+
+def _make_fn(runner: JobRunner, job: JobType) -> Callable[[Payload], None]:
+    def perform(payload: Payload) -> None:
+        message = CurrentMessage.get_current_message()
+        if message is None:
+            raise RuntimeError("the CurrentMessage middleware is required")
+        runner.run(job, payload, message.message_id)
+
+    perform.__name__ = job.actor_name
+    perform.__qualname__ = job.actor_name
+    return perform
+
+
+__all__ = ["JOB_TYPES", "JobRunner", "PermanentJobFailure", "declare_job_actors"]

@@ -1,0 +1,329 @@
+"""One attempt of a job: claim it, call SendCloud once (with short retries), decide what follows.
+
+Every path ends in exactly one of:
+
+* a final record (``JobLedger.finish``): sent, partial, duplicate, done, failed, expired,
+  needs_review; a permanent error also raises :class:`PermanentJobFailure`, which the actors
+  declare in ``throws`` so Dramatiq dead-letters the message at once (no retries);
+* ``dramatiq.Retry(delay=...)`` after giving the claim back: the delay is computed here
+  (:mod:`worker.jobs.policy`), so Dramatiq's own backoff is never used for SendCloud failures;
+* nothing at all, for a copy of a job that is already final ("replayed").
+
+What each SendCloud error does:
+
+==========================  =======================================================================
+DuplicateRequestError       (400) SendCloud already took this sendRequestId: ``duplicate``, success
+TransportError              no reply, the request may have taken effect: retry with backoff, kept
+                            inside the 1-hour dedup window (:mod:`worker.idempotency`)
+ServerError, ThrottledError retry with backoff; after ``SENDCLOUD_JOB_MAX_ATTEMPTS``: ``failed``
+PhoneMinuteLimitError       (496) retry after >= 60 s
+PhoneDailyLimitError        (498) retry after the next Asia/Shanghai midnight, or ``failed`` at once
+                            when ``SENDCLOUD_DAILY_LIMIT_ACTION=fail``
+QuotaError                  (499) pause the account (:mod:`worker.pause`), keep the message, retry
+                            after the pause; the attempt is not counted
+anything else               permanent: ``failed`` with statusCode and message, dead-lettered
+==========================  =======================================================================
+
+A verification code never goes out late: a code job that starts after its ``expires_at``, or
+whose next attempt would, ends as ``expired``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import structlog
+
+from producers.contract import SMS_RESULTS_STREAM
+from worker import errors, metrics
+from worker.client import SendCloudClient
+from worker.idempotency import Claim, JobLedger, send_request_id, window_left
+from worker.jobs import policy
+from worker.pause import AccountPause
+from worker.results import Ending
+from worker.retries import call_with_retries
+from worker.runtime import Runtime
+
+log = structlog.get_logger("worker.jobs")
+
+Payload = Mapping[str, Any]
+Record = dict[str, Any]
+
+
+class PermanentJobFailure(Exception):
+    """A job failed for good; its final record is written. Raised so the message is dead-lettered.
+
+    ``status_code`` and ``message`` are SendCloud's; they are kept on the dead-lettered message.
+    """
+
+    def __init__(self, status_code: int | None, message: str, error: str) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.error = error
+        super().__init__(f"{error}: {message} (statusCode {status_code})")
+
+
+class JobType(ABC):
+    """What differs between SMS, code, voice-code and member jobs."""
+
+    actor_name: str
+    queue_name: str
+    stream: str
+    #: Sends an SMS with a sendRequestId: the account pause and the 1-hour rule apply.
+    sends_sms: bool
+
+    @abstractmethod
+    def kind(self, payload: Payload) -> str: ...
+
+    def expires_at(self, payload: Payload) -> float | None:
+        return None
+
+    @abstractmethod
+    def call(self, client: SendCloudClient, payload: Payload, request_id: str) -> Any: ...
+
+    @abstractmethod
+    def success(self, payload: Payload, result: Any, *, attempts: int, now: float
+                ) -> tuple[str, Record]:
+        """The outcome and final record of a successful call."""
+
+    @abstractmethod
+    def failure(self, payload: Payload, end: Ending, error: errors.SendCloudError | None
+                ) -> Record:
+        """The final record of a job that ended without a successful call."""
+
+
+@dataclass
+class _Attempt:
+    job: JobType
+    payload: Payload
+    key: str
+    message_id: str
+    claim: Claim
+    started: float
+    calling: bool = False
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, errors.SendCloudError):
+        return str(exc)
+    return type(exc).__name__
+
+
+class JobRunner:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.settings = settings
+        self.clock = clock
+        self.sleep = sleep
+        self.jitter = jitter
+        self.ledger = JobLedger(
+            runtime.redis,
+            lease=settings.job_lease,
+            ttl=settings.idempotency_ttl,
+            maxlen=settings.results_maxlen,
+        )
+        self.pause = AccountPause(
+            runtime.redis,
+            settings.sms_user,
+            seconds=settings.pause_seconds,
+            stream=SMS_RESULTS_STREAM,
+            maxlen=settings.results_maxlen,
+        )
+
+    # -- entry -------------------------------------------------------------------------------
+
+    def run(self, job: JobType, payload: Payload, message_id: str) -> str | None:
+        """Run one delivery of a job; the final outcome written, or None (replayed / lost)."""
+        key = str(payload["key"])
+        now = self.clock()
+        claim = self.ledger.claim(key, message_id, now, kind=job.kind(payload))
+        if claim.status == "final":
+            log.info("job.replayed", state=claim.final_state)
+            return None
+        if claim.status == "busy":
+            delay = claim.busy_for + self.jitter()
+            log.info("job.busy", retry_in_s=round(delay, 3))
+            raise dramatiq.Retry(delay=_ms(delay))
+        if claim.takeover:
+            log.warning("job.takeover", attempts=claim.attempts,
+                        uncertain_since=claim.uncertain_since)
+        attempt = _Attempt(job, payload, key, message_id, claim, started=now)
+        try:
+            return self._run_claimed(attempt)
+        except (dramatiq.Retry, PermanentJobFailure):
+            raise
+        except Exception as exc:
+            # A bug or a Redis/infrastructure failure: give the claim back and retry like a
+            # transient error; if it struck mid-call the send may have happened.
+            log.exception("job.unexpected_error", error=type(exc).__name__)
+            return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
+
+    def _run_claimed(self, a: _Attempt) -> str | None:
+        job, payload, settings = a.job, a.payload, self.settings
+        now = self.clock()
+        expires = job.expires_at(payload)
+        if expires is not None and now >= expires:
+            return self._end(a, "expired", None, "the code expired before it could be sent")
+        if job.sends_sms:
+            left = window_left(a.claim.uncertain_since, now, settings.dedup_safety_margin)
+            if left is not None and left <= 0:
+                return self._needs_review(a, None, "an earlier attempt's outcome is unknown and "
+                                          "SendCloud's 1-hour sendRequestId window has passed")
+            paused = self.pause.remaining()
+            if paused > 0:
+                log.info("job.paused", retry_in_s=round(paused, 3))
+                return self._reschedule(a, paused + self.jitter(), error=None, uncertain=False,
+                                        minimum=paused, refund=True)
+        request_id = send_request_id(a.key)
+        client = self.runtime.client()
+        a.calling = True
+        try:
+            result = call_with_retries(
+                lambda: job.call(client, payload, request_id),
+                attempts=settings.call_attempts,
+                base_delay=settings.call_base_delay,
+                max_delay=max(settings.call_max_delay, settings.call_base_delay),
+                sleep=self.sleep,
+                jitter=self.jitter,
+            )
+        except errors.DuplicateRequestError as exc:
+            return self._end(a, "duplicate", exc.code, exc.message, exc)
+        except errors.QuotaError as exc:
+            if not job.sends_sms:
+                return self._permanent(a, exc)
+            return self._quota(a, exc)
+        except errors.PhoneDailyLimitError as exc:
+            if settings.daily_limit_action == "fail":
+                return self._permanent(a, exc)
+            delay = policy.daily_limit_delay(self.clock(), self.jitter)
+            return self._reschedule(a, delay, error=exc, uncertain=False, minimum=delay)
+        except errors.PhoneMinuteLimitError as exc:
+            return self._reschedule(a, policy.minute_limit_delay(self.jitter), error=exc,
+                                    uncertain=False, minimum=policy.MINUTE_LIMIT_DELAY)
+        except errors.DeferredError as exc:
+            return self._reschedule(a, exc.retry_after, error=exc, uncertain=False,
+                                    minimum=exc.retry_after)
+        except errors.TransientError as exc:
+            return self._retry_or_fail(a, exc, uncertain=isinstance(exc, errors.TransportError))
+        except errors.SendCloudError as exc:
+            return self._permanent(a, exc)
+        a.calling = False
+        outcome, record = job.success(payload, result, attempts=a.claim.attempts,
+                                      now=self.clock())
+        return self._write(a, outcome, record)
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _write(self, a: _Attempt, outcome: str, record: Record) -> str | None:
+        entry = self.ledger.finish(a.key, a.message_id, self.clock(), outcome=outcome,
+                                   stream=a.job.stream, record=record)
+        if entry is None:
+            # Another copy took the claim over (this one outlived its lease); it writes the record.
+            log.warning("job.claim_lost", outcome=outcome)
+            return None
+        metrics.record_job_outcome(str(record.get("kind")), outcome)
+        fields = {"outcome": outcome, "status_code": record.get("status_code"),
+                  "attempts": a.claim.attempts, "entry": entry}
+        if outcome == "needs_review":
+            log.error("job.needs_review", key=a.key, reason=record.get("message"), **fields)
+        elif outcome in ("failed", "expired"):
+            log.warning("job.finished", reason=record.get("message"), **fields)
+        else:
+            log.info("job.finished", **fields)
+        return outcome
+
+    def _end(
+        self,
+        a: _Attempt,
+        outcome: str,
+        status_code: int | None,
+        message: str,
+        error: errors.SendCloudError | None = None,
+    ) -> str | None:
+        end = Ending(a.job.kind(a.payload), outcome, status_code, message, a.claim.attempts,
+                     self.clock())
+        record = a.job.failure(a.payload, end, error)
+        return self._write(a, outcome, record)
+
+    def _needs_review(self, a: _Attempt, status_code: int | None, reason: str) -> str | None:
+        return self._end(a, "needs_review", status_code, reason + "; not resent, check "
+                         "SendCloud's console to see whether it went out")
+
+    def _permanent(self, a: _Attempt, exc: errors.SendCloudError) -> str | None:
+        self._end(a, "failed", exc.code, exc.message, exc)
+        raise PermanentJobFailure(exc.code, exc.message, type(exc).__name__) from exc
+
+    # -- retries -----------------------------------------------------------------------------
+
+    def _retry_or_fail(self, a: _Attempt, exc: BaseException, *, uncertain: bool) -> str | None:
+        error = exc if isinstance(exc, errors.SendCloudError) else None
+        code = error.code if error is not None else None
+        attempts = a.claim.attempts
+        if attempts >= self.settings.job_max_attempts:
+            message = f"gave up after {attempts} attempts: {_describe(exc)}"
+            if uncertain:
+                message += " (no reply to the last request: it may have been accepted)"
+            return self._end(a, "failed", code, message, error)
+        delay = policy.backoff(attempts, self.settings, self.jitter)
+        return self._reschedule(a, delay, error=exc, uncertain=uncertain, minimum=0.0)
+
+    def _quota(self, a: _Attempt, exc: errors.QuotaError) -> str | None:
+        if self.pause.trip(status_code=exc.code, message=exc.message, now=self.clock()):
+            log.error("account.paused", account=self.settings.sms_user,
+                      seconds=self.settings.pause_seconds, status_code=exc.code)
+        wait = self.pause.remaining() or self.settings.pause_seconds
+        return self._reschedule(a, wait + self.jitter(), error=exc, uncertain=False,
+                                minimum=wait, refund=True)
+
+    def _reschedule(
+        self,
+        a: _Attempt,
+        delay: float,
+        *,
+        error: BaseException | None,
+        uncertain: bool,
+        minimum: float,
+        refund: bool = False,
+    ) -> str | None:
+        """Give the claim back and raise Retry, unless the wait itself ends the job."""
+        now = self.clock()
+        code = error.code if isinstance(error, errors.SendCloudError) else None
+        why = _describe(error) if error is not None else "sending is paused"
+        if a.job.sends_sms:
+            since = a.claim.uncertain_since
+            if uncertain:
+                since = a.started if since is None else min(since, a.started)
+            left = window_left(since, now, self.settings.dedup_safety_margin)
+            if left is not None and delay > left:
+                if left <= 0 or left < minimum:
+                    return self._needs_review(
+                        a, code, f"an earlier attempt's outcome is unknown and the next attempt "
+                        f"({why}) would fall outside SendCloud's 1-hour sendRequestId window")
+                delay = left
+        expires = a.job.expires_at(a.payload)
+        if expires is not None and now + delay >= expires:
+            return self._end(a, "expired", code,
+                             f"the next attempt ({why}) would come after the code expires")
+        self.ledger.release(a.key, a.message_id, now, uncertain=uncertain, refund=refund,
+                            error=why)
+        log.info("job.retry", delay_s=round(delay, 3), reason=why, status_code=code,
+                 uncertain=uncertain)
+        raise dramatiq.Retry(delay=_ms(delay))

@@ -1,0 +1,1 @@
+"""Dramatiq middleware of the worker, one behaviour per module."""
