@@ -1,0 +1,267 @@
+"""Logging: JSON and key=value output, the job on every line, and redaction of secrets.
+
+The client's own log lines are checked twice: as raw event dicts (capture_logs, which bypasses
+every processor, so redaction cannot hide a leak) and as the configured renderer's real output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from tests.test_client_fakes import (
+    API_KEY,
+    SMS_KEY,
+    FakeSendCloud,
+    fail,
+    make_client,
+    make_settings,
+    ok,
+)
+from worker import errors
+from worker.client import SendCloudClient
+from worker.logs import MASK, Redactor, bind_job, configure_logging
+
+PHONE = "13912345678"
+MEMBER = "private.person@example.com"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**config)
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture
+def configured(restore_logging: None) -> Callable[..., io.StringIO]:
+    def configure(log_format: str = "json", level: str = "DEBUG") -> io.StringIO:
+        stream = io.StringIO()
+        configure_logging(make_settings(log_format=log_format, log_level=level), stream=stream)
+        return stream
+
+    return configure
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+
+# -- the redaction processor ---------------------------------------------------------------
+
+
+def test_secret_keys_are_masked_at_any_depth_and_any_case() -> None:
+    redact = Redactor()
+    event = {
+        "event": "e",
+        "apiKey": "a",
+        "SMSKEY": "b",
+        "params": {"signature": "c", "nested": [{"api_key": "d"}, {"sms_key": "e"}]},
+        "count": 3,
+    }
+    assert redact(None, "info", event) == {
+        "event": "e",
+        "apiKey": MASK,
+        "SMSKEY": MASK,
+        "params": {"signature": MASK, "nested": [{"api_key": MASK}, {"sms_key": MASK}]},
+        "count": 3,
+    }
+
+
+def test_secret_values_are_scrubbed_inside_any_string() -> None:
+    redact = Redactor(["short", "short-and-longer"])
+
+    class Holder:
+        def __str__(self) -> str:
+            return "holds short-and-longer"
+
+    event = {
+        "event": "url https://x/?k=short-and-longer&j=short",
+        "items": ("a short one", 4, None, True),
+        "obj": Holder(),
+    }
+    assert redact(None, "info", event) == {
+        "event": f"url https://x/?k={MASK}&j={MASK}",
+        "items": [f"a {MASK} one", 4, None, True],
+        "obj": f"holds {MASK}",
+    }
+
+
+# -- configured output ---------------------------------------------------------------------
+
+
+def test_json_lines_carry_level_time_and_the_bound_job(
+    configured: Callable[..., io.StringIO],
+) -> None:
+    stream = configured("json")
+    log = structlog.get_logger("test")
+    with bind_job(key="sms:abc", message_id="m-1", actor="sendcloud_send_sms"):
+        log.info("first", n=1)
+        logging.getLogger("dramatiq.test").warning("from the stdlib %s", "logger")
+    log.info("after")
+    first, stdlib, after = json_lines(stream)
+    assert first["event"] == "first" and first["level"] == "info" and first["n"] == 1
+    assert "timestamp" in first
+    for line in (first, stdlib):
+        assert (line["job_key"], line["message_id"], line["actor"]) == (
+            "sms:abc",
+            "m-1",
+            "sendcloud_send_sms",
+        )
+    assert stdlib["event"] == "from the stdlib logger" and stdlib["level"] == "warning"
+    assert "job_key" not in after
+
+
+def test_console_format_is_key_value(configured: Callable[..., io.StringIO]) -> None:
+    stream = configured("console")
+    with bind_job(key="code:1"):
+        structlog.get_logger("test").info("hello", apiKey=API_KEY, note=f"x{SMS_KEY}y")
+    line = stream.getvalue().strip()
+    assert line.startswith("timestamp=")
+    assert "level='info'" in line and "event='hello'" in line and "job_key='code:1'" in line
+    assert f"apiKey='{MASK}'" in line and f"note='x{MASK}y'" in line
+    assert API_KEY not in line and SMS_KEY not in line
+
+
+def test_level_filtering_follows_settings(configured: Callable[..., io.StringIO]) -> None:
+    stream = configured("json", "WARNING")
+    log = structlog.get_logger("test")
+    log.info("hidden")
+    log.warning("shown")
+    assert [line["event"] for line in json_lines(stream)] == ["shown"]
+
+
+def test_tracebacks_are_scrubbed(configured: Callable[..., io.StringIO]) -> None:
+    stream = configured("json")
+    try:
+        raise RuntimeError(f"boom with {API_KEY}")
+    except RuntimeError:
+        structlog.get_logger("test").exception("failed")
+        logging.getLogger("other").exception("stdlib failed")
+    text = stream.getvalue()
+    assert API_KEY not in text
+    assert text.count(f"boom with {MASK}") == 2
+
+
+def test_reconfiguring_replaces_the_handler(configured: Callable[..., io.StringIO]) -> None:
+    old = configured("json")
+    new = configured("json")
+    structlog.get_logger("test").info("once")
+    assert old.getvalue() == "" and len(json_lines(new)) == 1
+
+
+def test_bound_job_is_per_thread(configured: Callable[..., io.StringIO]) -> None:
+    stream = configured("json")
+    log = structlog.get_logger("test")
+    ready, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        ready.wait()
+        log.info("other thread")
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with bind_job(key="mine"):
+        ready.set()
+        done.wait()
+        log.info("this thread")
+    thread.join()
+    lines = {line["event"]: line for line in json_lines(stream)}
+    assert "job_key" not in lines["other thread"]
+    assert lines["this thread"]["job_key"] == "mine"
+
+
+# -- the client's log lines ----------------------------------------------------------------
+
+
+def exercise_client(client: SendCloudClient) -> None:
+    """A success, a failure, a 461 re-sync, an unreadable reply and a network error."""
+    client.send_sms(3, [PHONE], {"name": "韩梅梅"}, send_request_id="job-77")
+    for call in (
+        lambda: client.add_members("l@m.org", [MEMBER]),
+        lambda: client.send_code(PHONE, "482913"),
+        lambda: client.send_voice(PHONE, "482913"),
+    ):
+        with pytest.raises(errors.SendCloudError):
+            call()
+    client.send_code(PHONE, "482913", send_request_id="job-78")
+
+
+def client_replies(fake: FakeSendCloud) -> None:
+    def reset(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError(f"reset while sending {SMS_KEY} {PHONE}")
+
+    fake.queue(
+        ok({"successCount": 1, "smsIds": ["s1"]}),
+        fail(40005, f"认证失败 {API_KEY}"),
+        fail(461),
+        ok({"timestamp": 1_700_000_030_000}),
+        fail(461),
+        fail(461),
+        reset,
+        fail(461),
+        ok({"timestamp": 1_700_000_030_000}),
+        ok({"successCount": 1, "smsIds": ["s2"]}),
+    )
+
+
+def forbidden(fake: FakeSendCloud) -> list[str]:
+    signatures = [r.params["signature"] for r in fake.requests if "signature" in r.params]
+    return [SMS_KEY, API_KEY, PHONE, MEMBER, "韩梅梅", "482913", "job-77", *signatures]
+
+
+def test_client_events_hold_endpoint_code_and_duration_only() -> None:
+    fake = FakeSendCloud()
+    client_replies(fake)
+    with capture_logs() as events, make_client(fake) as client:
+        exercise_client(client)
+    calls = [e for e in events if e["event"] in ("sendcloud.call", "sendcloud.call_failed")]
+    assert [(e["endpoint"], e["status_code"]) for e in calls] == [
+        ("/smsapi/send", 200),
+        ("/apiv2/addressmember/add", 40005),
+        ("/smsapi/sendCode", 461),
+        ("/smsapi/timestamp/get", 200),
+        ("/smsapi/sendCode", 461),
+        ("/smsapi/sendVoice", 461),
+        ("/smsapi/timestamp/get", None),
+        ("/smsapi/sendCode", 461),
+        ("/smsapi/timestamp/get", 200),
+        ("/smsapi/sendCode", 200),
+    ]
+    assert all(isinstance(e["duration_ms"], float) for e in calls)
+    assert any(e["event"] == "sendcloud.clock_resynced" for e in events)
+    text = repr(events)
+    for secret in forbidden(fake):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_client_output_holds_no_secret(
+    configured: Callable[..., io.StringIO], log_format: str
+) -> None:
+    stream = configured(log_format)
+    fake = FakeSendCloud()
+    client_replies(fake)
+    with make_client(fake) as client:
+        exercise_client(client)
+    text = stream.getvalue()
+    assert text.count("sendcloud.call") >= 10
+    assert "/apiv2/addressmember/add" in text and "duration_ms" in text
+    for secret in forbidden(fake):
+        assert secret not in text
