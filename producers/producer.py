@@ -205,7 +205,11 @@ class Producer:
         vars: Sequence[Mapping[str, str | int]] | None = None,
         idempotency_key: str | None = None,
     ) -> str:
-        """Add (or overwrite) members of list ``address``; more than 1000 are split into parts."""
+        """Add (or overwrite) members of list ``address``.
+
+        More than 1000 members (as for update and delete) become jobs of at most 1000 keyed
+        ``<key>:part<i>``; the return value is still the base key.
+        """
         return self._members("add", address, members, None, names, vars, idempotency_key)
 
     def update_members(

@@ -105,7 +105,8 @@ class ResultReader:
     def read(self, count: int = 100, block_ms: int | None = None) -> list[ResultRecord]:
         """Up to ``count`` entries after the last one read (or new for the group's consumer).
 
-        ``block_ms``: wait up to that long for an entry when there is none; None: do not wait.
+        ``block_ms``: wait up to that long for an entry when there is none; None: do not
+        wait; 0: wait until one arrives (Redis's BLOCK 0).
         """
         if self.group is None:
             records = _records(
