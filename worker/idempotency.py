@@ -68,6 +68,7 @@ from producers.idempotency import (
     STATE_NEEDS_REVIEW,
     record_key,
 )
+from worker.campaign import ACCOUNT_LUA
 from worker.results import flatten
 
 #: SendCloud deduplicates a sendRequestId for this long.
@@ -149,7 +150,8 @@ return 1
 """
 
 # KEYS: record, stream. ARGV: message_id, now, state, result, maxlen, ttl, then field/value pairs.
-_FINISH_LUA = """
+# A campaign chunk's accounting runs in this same script: see worker.campaign.
+_FINISH_LUA = ACCOUNT_LUA + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
     return false
@@ -161,7 +163,9 @@ local fields = {}
 for i = 7, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+sendcloud_campaign_account(fields, KEYS[2], ARGV[5], ARGV[2])
+return entry
 """
 
 

@@ -42,6 +42,7 @@ import structlog
 
 from producers.contract import SMS_RESULTS_STREAM
 from worker import errors, metrics
+from worker.campaign import CANCELLED_MESSAGE, cancel_requested
 from worker.client import SendCloudClient
 from worker.idempotency import Claim, JobLedger, send_request_id, window_left
 from worker.jobs import policy
@@ -182,6 +183,8 @@ class JobRunner:
         expires = job.expires_at(payload)
         if expires is not None and now >= expires:
             return self._end(a, "expired", None, "the code expired before it could be sent")
+        if cancel_requested(self.runtime.redis, payload, a.claim.uncertain_since):
+            return self._end(a, "cancelled", None, CANCELLED_MESSAGE)
         if job.sends_sms:
             left = window_left(a.claim.uncertain_since, now, settings.dedup_safety_margin)
             if left is not None and left <= 0:
