@@ -16,6 +16,14 @@ import inspect
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
+from producers.campaign import CampaignBusy, CampaignConflict, CampaignStart, start_campaign
+from producers.campaign_report import (
+    CampaignNotFound,
+    CampaignStatus,
+    campaign_report,
+    campaign_status,
+    cancel_campaign,
+)
 from producers.contract import (
     EMAIL_STATUS_STREAM,
     MEMBERS_RESULTS_STREAM,
@@ -30,6 +38,11 @@ __all__ = [
     "EMAIL_STATUS_STREAM",
     "MEMBERS_RESULTS_STREAM",
     "SMS_RESULTS_STREAM",
+    "CampaignBusy",
+    "CampaignConflict",
+    "CampaignNotFound",
+    "CampaignStart",
+    "CampaignStatus",
     "IdempotencyConflict",
     "IdempotencyStore",
     "Producer",
@@ -38,6 +51,9 @@ __all__ = [
     "ResultReader",
     "ResultRecord",
     "add_members",
+    "campaign_report",
+    "campaign_status",
+    "cancel_campaign",
     "default_producer",
     "delete_members",
     "get_result",
@@ -45,6 +61,7 @@ __all__ = [
     "send_sms",
     "send_voice_code",
     "set_default_producer",
+    "start_campaign",
     "update_members",
 ]
 

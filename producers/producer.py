@@ -23,8 +23,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 import dramatiq
@@ -45,6 +45,9 @@ from producers.contract import (
     VoiceCodeJob,
 )
 from producers.idempotency import DEFAULT_TTL, IdempotencyStore, payload_hash
+
+if TYPE_CHECKING:
+    from producers.campaign import CampaignStart
 
 log = logging.getLogger("sendcloud.producers")
 
@@ -272,6 +275,25 @@ class Producer:
                 job["parts"] = parts
             payloads.append(dict(job))
         return self._submit(_MEMBER_KINDS[op], MEMBERS_ACTOR, idempotency_key, payloads)
+
+    # -- campaigns -------------------------------------------------------------------------
+
+    def start_campaign(
+        self,
+        campaign_id: str,
+        template_id: int,
+        phones: Iterable[Any],
+        vars: dict[str, str] | None = None,
+        *,
+        msg_type: int = 0,
+        tag: dict[str, str] | None = None,
+    ) -> CampaignStart:
+        """Send ``template_id`` to every valid number of ``phones``: see producers.campaign."""
+        from producers.campaign import start_campaign
+
+        return start_campaign(
+            campaign_id, template_id, phones, vars, msg_type=msg_type, tag=tag, producer=self
+        )
 
     # -- results ---------------------------------------------------------------------------
 
