@@ -57,7 +57,7 @@ SEEN_RETENTION = timedelta(days=32)
 MAX_PAGE_SIZE = 100
 
 # KEYS: stream, then one seen-hash per record. ARGV: maxlen, record count, then per record:
-# expire-at, email id, fingerprint, modified time, field count, field/value pairs.
+# TTL in seconds, email id, fingerprint, modified time, field count, field/value pairs.
 # Returns the ids it published.
 _EMIT = """
 local maxlen = ARGV[1]
@@ -77,7 +77,7 @@ for i = 1, n do
   end
   if fresh then
     redis.call('HSET', key, id, fp)
-    redis.call('EXPIREAT', key, ARGV[pos])
+    redis.call('EXPIRE', key, ARGV[pos])
     local cmd = {'XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*'}
     for j = first, last do cmd[#cmd + 1] = ARGV[j] end
     redis.call(unpack(cmd))
@@ -310,7 +310,9 @@ class EmailStatusPoller:
             expire_at = datetime.combine(day, datetime.min.time(), SHANGHAI) + SEEN_RETENTION
             entries.append(_Entry(
                 seen_key=f"{SEEN_KEY_PREFIX}{day.isoformat()}",
-                expire_at=int(expire_at.timestamp()),
+                # Relative to the poll's clock (not Redis'), and never less than a day, so a
+                # record SendCloud still returns is never forgotten at once.
+                ttl=max(86400, int((expire_at - polled_at).total_seconds())),
                 member=record.email_id,
                 fingerprint=fingerprint(record),
                 modified_time=(record.modified_time or "").strip(),
@@ -324,7 +326,7 @@ class EmailStatusPoller:
         args: list[str | int] = [self.config.stream_maxlen, len(entries)]
         for entry in entries:
             keys.append(entry.seen_key)
-            args += [entry.expire_at, entry.member, entry.fingerprint, entry.modified_time,
+            args += [entry.ttl, entry.member, entry.fingerprint, entry.modified_time,
                      len(entry.fields)]
             for name, value in entry.fields.items():
                 args += [name, value]
@@ -339,7 +341,7 @@ class EmailStatusPoller:
         )
         entry = _Entry(
             seen_key=GAPS_KEY,
-            expire_at=int((now + SEEN_RETENTION).timestamp()),
+            ttl=int(SEEN_RETENTION.total_seconds()),
             member=f"{gap.start.isoformat()}..{gap.end.isoformat()}",
             fingerprint="|gap",
             modified_time="",
@@ -359,7 +361,7 @@ class EmailStatusPoller:
 @dataclass(frozen=True)
 class _Entry:
     seen_key: str
-    expire_at: int
+    ttl: int
     member: str
     fingerprint: str
     modified_time: str

@@ -1,0 +1,64 @@
+"""``sendcloud-jobs scheduler``: the process that enqueues an emailStatus poll every N minutes.
+
+Run one (the Procfile's ``scheduler`` entry). A second one by mistake is harmless: each slot is
+claimed in Redis before its poll is enqueued. Stop it with Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from types import FrameType
+from typing import Any
+
+import redis
+
+from worker.cli import UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "scheduler", help="enqueue an emailStatus poll every SENDCLOUD_POLL_INTERVAL_MINUTES",
+        description="Enqueue one emailStatus poll per time slot (default every 10 minutes, "
+        "SendCloud's cache period) onto the status queue. Uses REDIS_URL.",
+    )
+    parser.add_argument("--interval", type=float, default=None, metavar="MINUTES",
+                        help="minutes between polls (default SENDCLOUD_POLL_INTERVAL_MINUTES)")
+    parser.set_defaults(func=run_scheduler)
+
+
+def run_scheduler(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import structlog
+
+    from worker.broker import make_broker
+    from worker.logs import configure_logging
+    from worker.scheduler import build_scheduler
+    from worker.settings import Settings
+
+    settings = Settings.from_env()
+    if args.interval is not None:
+        if args.interval < 0.1:
+            raise UsageError(f"--interval: must be at least 0.1 minutes, got {args.interval}")
+        settings = replace(settings, poll_interval_minutes=args.interval)
+    configure_logging(settings)
+    redis_client = redis.Redis.from_url(settings.redis_url)
+    # Fail at start-up, as one line (see worker.cli.main), rather than at the first tick.
+    redis_client.ping()
+    broker = make_broker(settings.redis_url, redis_client=redis_client, settings=settings)
+    scheduler = build_scheduler(broker, redis_client, settings)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    structlog.get_logger(__name__).info(
+        "scheduler_started", interval_minutes=settings.poll_interval_minutes
+    )
+    try:
+        scheduler.start()
+    finally:
+        broker.close()
+        redis_client.close()
+    return 0
