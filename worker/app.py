@@ -15,6 +15,7 @@ from worker.broker import make_broker
 from worker.client import SendCloudClient
 from worker.jobs import declare_job_actors
 from worker.logs import configure_logging
+from worker.poll_actor import declare_poll_actor
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -31,3 +32,4 @@ runtime = Runtime(
     lambda: SendCloudClient(settings),
 )
 actors = declare_job_actors(broker, runtime)
+poll_actor = declare_poll_actor(broker, runtime)

@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "worker.cli.results",
     "worker.cli.dlq",
     "worker.cli.health",
+    "worker.cli.status",
+    "worker.cli.scheduler",
 )
 
 
