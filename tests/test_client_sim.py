@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from simulator import Simulator
+from tests.test_client_fakes import make_settings
 from worker import errors
 from worker.client import SendCloudClient
 from worker.retries import call_with_retries
@@ -19,16 +20,16 @@ API_KEY = "sim-api-key-0000"
 LIST = "team@maillist.sendcloud.org"
 
 
+SIM_CREDENTIALS = {
+    "sms_user": "sim_sms_user",
+    "sms_key": SMS_KEY,
+    "api_user": "sim_api_user",
+    "api_key": API_KEY,
+}
+
+
 def sim_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "base_url": "https://api.sendcloud.net",
-        "sms_user": "sim_sms_user",
-        "sms_key": SMS_KEY,
-        "api_user": "sim_api_user",
-        "api_key": API_KEY,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return make_settings(**{**SIM_CREDENTIALS, **overrides})
 
 
 @pytest.fixture
