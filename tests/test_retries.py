@@ -132,3 +132,11 @@ def test_the_default_jitter_stays_within_bounds(sleeps: list[float]) -> None:
     flaky = Flaky(*[errors.NetworkError("x") for _ in range(2)])
     call_with_retries(flaky, sleep=sleeps.append)
     assert 0.1 <= sleeps[0] <= 0.2 and 0.2 <= sleeps[1] <= 0.4
+
+
+@pytest.mark.parametrize(("jitter", "delay"), [(-3.0, 0.1), (7.5, 0.2)])
+def test_a_jitter_outside_zero_to_one_is_clamped(
+    jitter: float, delay: float, sleeps: list[float]
+) -> None:
+    run(Flaky(errors.NetworkError("x")), sleeps, jitter=jitter)
+    assert sleeps == pytest.approx([delay])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from worker.client import SendCloudClient
@@ -50,8 +51,31 @@ def test_a_missing_credential_is_named(missing: str, blank: str | None) -> None:
         settings.require_credentials()
     assert info.value.variable == missing
     assert missing in str(info.value)
-    with pytest.raises(ConfigurationError, match=missing):
-        SendCloudClient(settings)
+
+
+
+@pytest.mark.parametrize("missing", CREDENTIAL_VARIABLES)
+def test_the_client_names_a_missing_credential_before_sending(missing: str) -> None:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json={"statusCode": 200, "info": {"count": 1}})
+
+    settings = Settings.from_env({k: v for k, v in FULL.items() if k != missing})
+    with SendCloudClient(settings, transport=httpx.MockTransport(handler)) as client:
+        calls = {
+            "sms": lambda: client.send_voice("13800000001", "1234"),
+            "api": lambda: client.delete_address_list("l@m.org"),
+        }
+        family = "sms" if "SMS" in missing else "api"
+        needs, works = calls.pop(family), calls.popitem()[1]
+        with pytest.raises(ConfigurationError) as info:
+            needs()
+        assert info.value.variable == missing
+        assert requests == []
+        works()  # the other API family needs none of the missing variable
+    assert len(requests) == 1
 
 
 @pytest.mark.parametrize("value", ["sha1", "hmac", "md-5"])

@@ -86,7 +86,7 @@ class SendCloudClient:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._settings = settings.require_credentials()
+        self._settings = settings
         self._clock = clock
         #: Server time minus local time, in ms; learnt from timestamp/get after a 461.
         self._offset_ms = 0.0
@@ -198,6 +198,7 @@ class SendCloudClient:
         )
 
     def _signed(self, params: Mapping[str, str]) -> dict[str, str]:
+        self._require("SENDCLOUD_SMS_USER", "SENDCLOUD_SMS_KEY")
         signed = dict(params)
         signed["smsUser"] = self._settings.sms_user
         signed["timestamp"] = str(int(self._clock() * 1000 + self._offset_ms))
@@ -349,6 +350,7 @@ class SendCloudClient:
     # -- transport and reply parsing ---------------------------------------------------------
 
     def _api(self, endpoint: str, params: Mapping[str, str], parse: Callable[[Info], T]) -> T:
+        self._require("SENDCLOUD_API_USER", "SENDCLOUD_API_KEY")
         signed = {"apiUser": self._settings.api_user, "apiKey": self._settings.api_key}
         signed.update(params)
         code, _, info = self._call("POST", endpoint, signed)
@@ -426,6 +428,18 @@ class SendCloudClient:
                 info=dict(info) if isinstance(info, Mapping) else None,
             )
         raise errors.ServerError(what, code=code, endpoint=endpoint, http_status=http_status)
+
+    def _require(self, *variables: str) -> None:
+        """Credentials are checked per API family, so a mail-only setup needs no SMS keys."""
+        values = {
+            "SENDCLOUD_SMS_USER": self._settings.sms_user,
+            "SENDCLOUD_SMS_KEY": self._settings.sms_key,
+            "SENDCLOUD_API_USER": self._settings.api_user,
+            "SENDCLOUD_API_KEY": self._settings.api_key,
+        }
+        for name in variables:
+            if not values[name].strip():
+                raise errors.ConfigurationError(name, "is required but not set")
 
     def _scrub(self, text: str) -> str:
         for secret in self._settings.secrets:

@@ -50,7 +50,8 @@ class RetryPolicy:
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failed attempt (1-based)."""
         step = min(self.max_delay, self.base_delay * 2 ** (failures - 1))
-        return step / 2 + step / 2 * self.jitter()
+        # Clamped, so a jitter source outside [0, 1] cannot push a delay past max_delay.
+        return step / 2 + step / 2 * min(max(self.jitter(), 0.0), 1.0)
 
     def call(self, fn: Callable[[], T]) -> T:
         retrying = tenacity.Retrying(
