@@ -33,6 +33,7 @@ from dramatiq.common import q_name
 from dramatiq.message import Message
 
 from producers.contract import ALL_QUEUES
+from producers.producer import BROKER_NAMESPACE as NAMESPACE
 
 log = structlog.get_logger(__name__)
 
@@ -125,7 +126,7 @@ def _queues(queue: str | None) -> Sequence[str]:
 def list_dead_letters(
     client: redis.Redis,
     *,
-    namespace: str = "dramatiq",
+    namespace: str = NAMESPACE,
     queue: str | None = None,
     limit: int | None = None,
 ) -> list[DeadLetter]:
@@ -223,7 +224,7 @@ def replay(
 def purge(
     client: redis.Redis,
     *,
-    namespace: str = "dramatiq",
+    namespace: str = NAMESPACE,
     queue: str | None = None,
     ids: Sequence[str] | None = None,
 ) -> int:

@@ -40,6 +40,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from producers.contract import ALL_QUEUES
+from producers.producer import BROKER_NAMESPACE as NAMESPACE
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-#: Dramatiq's default key prefix, which worker/broker.py keeps.
-NAMESPACE = "dramatiq"
 
 API_CALLS = "sendcloud_api_calls_total"
 JOB_OUTCOMES = "sendcloud_job_outcomes_total"
@@ -123,7 +122,7 @@ class QueueDepthCollector:
         self,
         client: redis.Redis,
         *,
-        namespace: str = "dramatiq",
+        namespace: str = NAMESPACE,
         queues: Sequence[str] = ALL_QUEUES,
     ) -> None:
         self.client = client
@@ -164,7 +163,7 @@ class QueueDepthCollector:
         yield depth
 
 
-def build_registry(client: redis.Redis, *, namespace: str = "dramatiq") -> CollectorRegistry:
+def build_registry(client: redis.Redis, *, namespace: str = NAMESPACE) -> CollectorRegistry:
     """What the exposition serves: every process's files plus the live queue depths."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector

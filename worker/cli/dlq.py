@@ -1,0 +1,128 @@
+"""``sendcloud-jobs dlq``: the messages that failed for good, why, and what to do with them.
+
+``dlq list`` shows each dead-lettered message: its id, actor, idempotency key, when it died and
+the reason (the error of its final attempt). ``dlq replay`` puts them back on their queue and
+removes them from the dead-letter queue; replay is safe because every job is idempotent.
+``dlq purge --yes`` deletes them. Each takes ``--queue`` (default: every product queue) and
+optional message ids to act on only those. Dead letters expire after 7 days (Dramatiq's TTL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from producers.contract import ALL_QUEUES
+from worker import dlq
+from worker.cli import UsageError
+from worker.cli.health import connect_redis, load_settings
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _as_dict(letter: dlq.DeadLetter) -> dict[str, Any]:
+    return {
+        "queue": letter.queue,
+        "message_id": letter.message_id,
+        "actor": letter.actor,
+        "key": letter.key,
+        "dead_at": _when(letter.dead_at),
+        "retries": letter.retries,
+        "reason": letter.reason,
+    }
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    client = connect_redis(load_settings())
+    try:
+        letters = dlq.list_dead_letters(client, namespace=dlq.NAMESPACE, queue=args.queue)
+    finally:
+        client.close()
+    if args.ids:
+        letters = [x for x in letters if x.message_id in args.ids or x.redis_id in args.ids]
+    if args.json:
+        for letter in letters:
+            print(json.dumps(_as_dict(letter), ensure_ascii=False))
+        return 0
+    if not letters:
+        print(f"no dead letters in {args.queue or 'any queue'}")
+        return 0
+    table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
+    table.add_column("message id", no_wrap=True, min_width=36)  # copied into replay/purge
+    for column in ("queue", "actor", "key", "dead at", "reason"):
+        table.add_column(column, overflow="fold")
+    for x in letters:
+        table.add_row(x.message_id, x.queue, x.actor, x.key or "-", _when(x.dead_at), x.reason)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped into a file or grep: no need to fold at 80
+    console.print(table)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from worker.broker import make_broker
+
+    broker = make_broker(load_settings().redis_url)
+    try:
+        replayed = dlq.replay(broker, queue=args.queue, ids=args.ids or None)
+    finally:
+        broker.close()
+    for letter in replayed:
+        print(f"replayed {letter.message_id} {letter.actor} key={letter.key} -> {letter.queue}")
+    print(f"{len(replayed)} message(s) replayed")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise UsageError("purge deletes dead letters for good: add --yes to confirm")
+    client = connect_redis(load_settings())
+    try:
+        removed = dlq.purge(client, namespace=dlq.NAMESPACE, queue=args.queue, ids=args.ids or None)
+    finally:
+        client.close()
+    print(f"{removed} dead letter(s) purged")
+    return 0
+
+
+def _queue(text: str) -> str:
+    if text in ALL_QUEUES:
+        return text
+    short = {q.split(".", 1)[-1]: q for q in ALL_QUEUES}
+    if text in short:
+        return short[text]
+    choices = ", ".join(sorted(short)) + " (or the full names)"
+    raise argparse.ArgumentTypeError(f"unknown queue {text!r}; choose from {choices}")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dlq",
+        help="list, replay or purge dead-lettered messages",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="dlq_command", metavar="COMMAND", required=True)
+    for name, text, func in (
+        ("list", "show dead letters with their reason", _list),
+        ("replay", "re-enqueue dead letters and remove them from the DLQ", _replay),
+        ("purge", "delete dead letters for good (needs --yes)", _purge),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument(
+            "--queue", type=_queue, help="codes, sms, members or status (default: all)"
+        )
+        sub.add_argument("ids", nargs="*", metavar="MESSAGE_ID", help="only these messages")
+        sub.set_defaults(func=func)
+        if name == "list":
+            sub.add_argument("--json", action="store_true", help="one JSON object per line")
+        if name == "purge":
+            sub.add_argument("--yes", action="store_true", help="confirm the deletion")

@@ -1,0 +1,236 @@
+"""``sendcloud-jobs enqueue``: one-off jobs from a shell, through the same producer API an app uses.
+
+Each command validates like the Python API (a bad field is one line naming the field and the
+rule), prints the job's idempotency key on stdout, and with ``--wait SECONDS`` waits for the
+worker's result and prints it as JSON. Repeating a command with the same ``--key`` is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from worker.cli import UsageError
+from worker.cli.health import load_settings
+
+RESULT_POLL_S = 0.2
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _split(values: Sequence[str] | None) -> list[str]:
+    """``--phone a --phone b,c`` → [a, b, c]."""
+    return [item.strip() for value in values or () for item in value.split(",") if item.strip()]
+
+
+def _pairs(values: Sequence[tuple[str, str]] | None) -> dict[str, str] | None:
+    return dict(values) if values else None
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key", help="idempotency key (default: generated); repeat a command with it safely"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the worker's result and print it as JSON",
+    )
+
+
+def _run(args: argparse.Namespace, submit: Callable[[Any], str]) -> int:
+    from producers import Producer
+
+    settings = load_settings()
+    producer = Producer(
+        redis_url=settings.redis_url,
+        idempotency_ttl=settings.idempotency_ttl,
+        code_expiry=settings.code_expiry,
+    )
+    try:
+        key = submit(producer)
+        print(key, flush=True)
+        if args.wait is None:
+            return 0
+        return _wait(producer, key, args.wait)
+    finally:
+        producer.close()
+
+
+def _wait(producer: Any, key: str, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = producer.get_result(key)
+        if result is not None:
+            print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+            return 0
+        if time.monotonic() >= deadline:
+            record = producer.get_record(key) or {}
+            state = record.get("state", "unknown")
+            print(
+                f"sendcloud-jobs: no result for {key} after {seconds:g} s (state: {state}); "
+                "is a worker running?",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(RESULT_POLL_S)
+
+
+def _sms(args: argparse.Namespace) -> int:
+    phones = _split(args.phone)
+    if not phones:
+        raise UsageError("--phone: at least one phone number is required")
+    return _run(
+        args,
+        lambda p: p.send_sms(
+            args.template_id,
+            phones,
+            _pairs(args.var),
+            msg_type=args.msg_type,
+            tag=_pairs(args.tag),
+            idempotency_key=args.key,
+        ),
+    )
+
+
+def _code(args: argparse.Namespace) -> int:
+    return _run(
+        args,
+        lambda p: p.send_code(
+            args.phone,
+            args.code,
+            sign_id=args.sign_id,
+            sign_name=args.sign_name,
+            msg_type=args.msg_type,
+            expires_in=args.expires_in,
+            idempotency_key=args.key,
+        ),
+    )
+
+
+def _voice(args: argparse.Namespace) -> int:
+    return _run(
+        args,
+        lambda p: p.send_voice_code(
+            args.phone, args.code, expires_in=args.expires_in, idempotency_key=args.key
+        ),
+    )
+
+
+def _members(args: argparse.Namespace) -> int:
+    members = _split(args.member)
+    if not members:
+        raise UsageError("--member: at least one member address is required")
+    if args.op == "delete":
+        return _run(
+            args, lambda p: p.delete_members(args.address, members, idempotency_key=args.key)
+        )
+    names = _split(args.name) or None
+    member_vars = args.vars or None
+    if args.op == "add":
+        return _run(
+            args,
+            lambda p: p.add_members(
+                args.address, members, names=names, vars=member_vars, idempotency_key=args.key
+            ),
+        )
+    new_members = _split(args.new_member) or None
+    return _run(
+        args,
+        lambda p: p.update_members(
+            args.address,
+            members,
+            new_members=new_members,
+            names=names,
+            vars=member_vars,
+            idempotency_key=args.key,
+        ),
+    )
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "enqueue",
+        help="enqueue one job (sms, code, voice, members) and print its idempotency key",
+        description=__doc__,
+    )
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    sms = kinds.add_parser("sms", help="a template SMS to up to 2000 phones")
+    sms.add_argument("--template-id", type=int, required=True)
+    sms.add_argument(
+        "--phone", action="append", required=True, help="a phone, or several comma-separated"
+    )
+    sms.add_argument(
+        "--var", action="append", type=_pair, metavar="NAME=VALUE", help="template variable"
+    )
+    sms.add_argument("--msg-type", type=int, default=0, help="0 SMS (default), 1 MMS")
+    sms.add_argument("--tag", action="append", type=_pair, metavar="NAME=VALUE")
+    _common(sms)
+    sms.set_defaults(func=_sms)
+
+    code = kinds.add_parser("code", help="a verification code by SMS (never sent once expired)")
+    code.add_argument("--phone", required=True)
+    code.add_argument("--code", required=True, help="4-6 digits")
+    sign = code.add_mutually_exclusive_group(required=True)
+    sign.add_argument("--sign-id", type=int)
+    sign.add_argument("--sign-name")
+    code.add_argument("--msg-type", type=int, default=0, help="0 mainland (default), 2 intl")
+    code.add_argument("--expires-in", type=float, metavar="SECONDS")
+    _common(code)
+    code.set_defaults(func=_code)
+
+    voice = kinds.add_parser("voice", help="a verification code by voice call")
+    voice.add_argument("--phone", required=True)
+    voice.add_argument("--code", required=True, help="4-6 digits")
+    voice.add_argument("--expires-in", type=float, metavar="SECONDS")
+    _common(voice)
+    voice.set_defaults(func=_voice)
+
+    members = kinds.add_parser("members", help="add, update or delete address-list members")
+    ops = members.add_subparsers(dest="op", metavar="OP", required=True)
+    for op, text in (
+        ("add", "add members to a list"),
+        ("update", "change members (addresses, names, variables)"),
+        ("delete", "remove members from a list"),
+    ):
+        sub = ops.add_parser(op, help=text)
+        sub.add_argument("--address", required=True, help="the address list's alias")
+        sub.add_argument(
+            "--member", action="append", required=True, help="an address, or comma-separated"
+        )
+        if op != "delete":
+            sub.add_argument("--name", action="append", help="one name per member, in order")
+            sub.add_argument(
+                "--vars",
+                action="append",
+                type=_json_object,
+                metavar="JSON",
+                help="one JSON object per member, in order",
+            )
+        if op == "update":
+            sub.add_argument(
+                "--new-member", action="append", help="new address per member, in order"
+            )
+        _common(sub)
+        sub.set_defaults(func=_members)
