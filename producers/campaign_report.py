@@ -159,7 +159,7 @@ def _chunk_rows(phones: list[str], result: bytes | None) -> Iterable[Row]:
     chunk_outcome = str(summary.get("outcome") or "")
     for phone in phones:
         item = by_phone.get(phone)
-        if item is None:
+        if item is None or chunk_outcome == "cancelled":  # no recipient of it was sent
             yield (phone, chunk_outcome, "", _cell(summary.get("status_code")),
                    _cell(summary.get("message")))
         else:

@@ -1,0 +1,224 @@
+"""Campaigns end to end in one process: real Redis, the real broker, actors and simulator."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+
+from producers import (
+    CampaignConflict,
+    campaign_report,
+    campaign_status,
+    cancel_campaign,
+    start_campaign,
+)
+from producers.campaign import chunk_key
+from producers.campaign_report import CampaignStatus
+from producers.contract import SMS_QUEUE
+from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack
+
+
+@pytest.fixture
+def stack_factory(redis_url: str) -> Iterator[Callable[..., Stack]]:
+    stacks: list[Stack] = []
+
+    def make(**overrides: Any) -> Stack:
+        stack = make_stack(redis_url, **overrides)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.broker.close()
+
+
+def finished_records(stack: Stack) -> list[dict[str, Any]]:
+    return [r for r in stack.records() if r.get("outcome") == "campaign_finished"]
+
+
+def wait_finished(stack: Stack, campaign_id: str) -> CampaignStatus:
+    assert stack.wait_until(
+        lambda: campaign_status(campaign_id, producer=stack.producer).finished, deadline=60
+    ), campaign_status(campaign_id, producer=stack.producer)
+    return campaign_status(campaign_id, producer=stack.producer)
+
+
+def report_rows(stack: Stack, campaign_id: str) -> list[dict[str, str]]:
+    out = io.StringIO()
+    campaign_report(campaign_id, out, producer=stack.producer)
+    return list(csv.DictReader(io.StringIO(out.getvalue())))
+
+
+def queued_chunk_keys(stack: Stack) -> Counter[str]:
+    """Chunk keys of the SMS messages waiting in the queue (no worker running)."""
+    raw = stack.redis.hvals(f"dramatiq:{SMS_QUEUE}.msgs")
+    return Counter(json.loads(m)["args"][0]["key"] for m in raw)
+
+
+def test_campaign_sends_every_valid_number_once_and_reports_each(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    valid = [mainland(i) for i in range(4500)]
+    numbers = [*valid[:100], "12345", "+86 " + valid[100], *valid[101:], valid[7], "", "abc"]
+    start = start_campaign("spring-sale", TEMPLATE_ID, iter(numbers), {"name": "Lucy"},
+                           producer=stack.producer)
+    assert (start.input, start.valid, start.invalid, start.duplicates) == (4504, 4500, 3, 1)
+    assert (start.chunks, start.enqueued, start.skipped, start.resumed) == (3, 3, 0, False)
+
+    with stack.running(threads=4):
+        status = wait_finished(stack, "spring-sale")
+
+    assert Counter(e.phone for e in stack.sim.ledger.entries()) == Counter(valid)
+    assert (status.accepted, status.failed, status.pending, status.chunks_done) == (4500, 0, 0, 3)
+    [done] = finished_records(stack)
+    assert (done["kind"], done["accepted"], done["invalid"], done["chunks"]) == (
+        "campaign", "4500", "3", "3")
+
+    rows = report_rows(stack, "spring-sale")
+    by_phone = {r["phone"]: r for r in rows}
+    assert len(rows) == 4503
+    assert {r["outcome"] for r in rows if r["phone"] in valid} == {"sent"}
+    sms_ids = {e.phone: e.sms_id for e in stack.sim.ledger.entries()}
+    assert all(by_phone[p]["smsId"] == sms_ids[p] for p in valid)
+    invalid = [r for r in rows if r["outcome"] == "invalid"]
+    assert [r["phone"] for r in invalid] == ["12345", "", "abc"]
+    assert invalid[0]["message"].startswith("input entry 101: must be a mainland mobile number")
+    assert invalid[1]["message"] == "input entry 4503: is empty"
+
+
+def test_repeat_with_same_input_enqueues_nothing_and_different_input_conflicts(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    numbers = [mainland(i) for i in range(3000)]
+    start_campaign("c", TEMPLATE_ID, numbers, producer=stack.producer)
+    again = start_campaign("c", TEMPLATE_ID, (n for n in numbers), producer=stack.producer)
+    assert (again.enqueued, again.skipped, again.resumed) == (0, 2, True)
+
+    cases: list[tuple[list[str], dict[str, Any]]] = [
+        (numbers, {"vars": {"name": "x"}}),  # other settings
+        ([*numbers[:2500], mainland(9999)], {}),  # a changed number in the last chunk
+        ([*numbers, mainland(5000)], {}),  # one more number
+        (numbers[:2000], {}),  # a shorter list, cut on a chunk boundary
+        ([*numbers, "junk"], {}),  # an extra invalid entry
+    ]
+    for phones, extra in cases:
+        with pytest.raises(CampaignConflict, match="campaign_id 'c'"):
+            start_campaign("c", TEMPLATE_ID, phones, producer=stack.producer, **extra)
+    assert queued_chunk_keys(stack) == Counter({chunk_key("c", 0): 1, chunk_key("c", 1): 1})
+    assert campaign_status("c", producer=stack.producer).valid == 3000
+
+
+class _DiesOnEnqueue:
+    """A broker that dies (raises) on its n-th enqueue: the producer crashing at that point."""
+
+    def __init__(self, broker: Any, n: int) -> None:
+        self.broker, self.left = broker, n
+
+    def enqueue(self, message: Any) -> Any:
+        self.left -= 1
+        if self.left == 0:
+            raise ConnectionError("producer died")
+        return self.broker.enqueue(message)
+
+
+def test_resume_enqueues_a_chunk_reserved_but_never_enqueued(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    numbers = [mainland(i) for i in range(9000)]
+    real_broker = stack.producer.broker
+    stack.producer.broker = _DiesOnEnqueue(real_broker, 3)  # type: ignore[assignment]
+    with pytest.raises(ConnectionError):
+        start_campaign("r", TEMPLATE_ID, numbers, producer=stack.producer)
+    # Chunk 2 is reserved (its record is queued) but was never enqueued.
+    assert stack.producer.get_record(chunk_key("r", 2))["state"] == "queued"  # type: ignore[index]
+    assert set(queued_chunk_keys(stack)) == {chunk_key("r", 0), chunk_key("r", 1)}
+
+    stack.producer.broker = real_broker
+    resumed = start_campaign("r", TEMPLATE_ID, numbers, producer=stack.producer)
+    assert (resumed.enqueued, resumed.skipped, resumed.resumed) == (3, 2, True)
+    assert queued_chunk_keys(stack) == Counter({chunk_key("r", i): 1 for i in range(5)})
+
+    with stack.running(threads=4):
+        status = wait_finished(stack, "r")
+    assert status.accepted == 9000
+    assert Counter(Counter(e.phone for e in stack.sim.ledger.entries()).values()) == {1: 9000}
+
+
+def test_cancel_ends_unsent_chunks_as_cancelled(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory()
+    numbers = [mainland(i) for i in range(5000)]
+    start_campaign("stop-me", TEMPLATE_ID, numbers, producer=stack.producer)
+    cancelled = cancel_campaign("stop-me", producer=stack.producer)
+    assert cancelled.cancel_requested and not cancelled.finished
+
+    with stack.running(threads=4):
+        status = wait_finished(stack, "stop-me")
+
+    assert stack.sim.ledger.entries() == []
+    assert (status.cancelled, status.accepted, status.pending) == (5000, 0, 0)
+    [done] = finished_records(stack)
+    assert (done["cancelled"], done["cancel_requested"]) == ("5000", "1")
+    rows = report_rows(stack, "stop-me")
+    assert len(rows) == 5000 and {r["outcome"] for r in rows} == {"cancelled"}
+    assert {r["message"] for r in rows} == {"the campaign was cancelled before this chunk was sent"}
+
+
+def test_report_shows_pending_numbers_before_workers_run(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    start_campaign("later", TEMPLATE_ID, [mainland(i) for i in range(2500)] + ["x"],
+                   producer=stack.producer)
+    status = campaign_status("later", producer=stack.producer)
+    assert (status.state, status.sealed, status.chunks_enqueued, status.pending) == (
+        "enqueued", True, 2, 2500)
+    assert Counter(r["outcome"] for r in report_rows(stack, "later")) == {
+        "pending": 2500, "invalid": 1}
+
+
+def test_a_chunk_run_twice_is_counted_once(stack_factory: Callable[..., Stack]) -> None:
+    """A duplicate message arriving after the job's record expired runs the chunk again:
+    SendCloud answers duplicate, and the campaign still counts the chunk once."""
+    stack = stack_factory()
+    start_campaign("twice", TEMPLATE_ID, [mainland(i) for i in range(2000)],
+                   producer=stack.producer)
+    [raw] = stack.redis.hvals(f"dramatiq:{SMS_QUEUE}.msgs")
+    with stack.running(threads=2):
+        wait_finished(stack, "twice")
+        stack.redis.delete(f"sendcloud:idem:{chunk_key('twice', 0)}")
+        stack.broker.enqueue(dramatiq.Message.decode(raw))
+        assert stack.wait_until(lambda: len(stack.job_records()) == 3)
+    outcomes = [r["outcome"] for r in stack.job_records() if r.get("kind") == "sms"]
+    assert outcomes == ["sent", "duplicate"]
+    status = campaign_status("twice", producer=stack.producer)
+    assert (status.chunks_done, status.accepted) == (1, 2000)
+    assert len(finished_records(stack)) == 1
+    assert len(stack.sim.ledger.entries()) == 2000
+
+
+def test_campaign_finished_once_when_chunks_finish_before_the_seal(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+
+    def numbers_then_wait() -> Iterator[str]:
+        yield from (mainland(i) for i in range(4000))
+        # Both chunks are enqueued; let the workers finish them before the producer seals.
+        assert stack.wait_until(
+            lambda: campaign_status("early", producer=stack.producer).chunks_done == 2)
+
+    with stack.running(threads=4):
+        start_campaign("early", TEMPLATE_ID, numbers_then_wait(), producer=stack.producer)
+        status = wait_finished(stack, "early")
+    assert status.accepted == 4000
+    assert len(finished_records(stack)) == 1
