@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "worker.cli.health",
     "worker.cli.status",
     "worker.cli.scheduler",
+    "worker.cli.campaign",
 )
 
 
