@@ -158,7 +158,9 @@ def _parse_body(body: bytes, content_type: str) -> Params:
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
             payload = part.get_payload(decode=True)
-            if isinstance(name, str) and isinstance(payload, bytes):
+            # File parts are attachments, not parameters.
+            if part.get_filename() is None and isinstance(name, str) \
+                    and isinstance(payload, bytes):
                 fields[name] = payload.decode("utf-8")
         return fields
     return dict(

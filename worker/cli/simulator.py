@@ -7,6 +7,7 @@ simulator's public demo defaults. The start-up line names the users, never the k
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import threading
@@ -60,6 +61,8 @@ def _parse_template(spec: str) -> tuple[int, str | None]:
 def run(args: argparse.Namespace) -> int:
     from simulator import Simulator
     from simulator.server import serve_in_thread
+    from worker.logs import configure_logging
+    from worker.settings import Settings
 
     if args.latency < 0:
         raise UsageError("--latency: must be >= 0")
@@ -69,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--port: must be within 0..65535")
     templates = [_parse_template(spec) for spec in args.template]
     creds = _credentials()
+    # The keys are passed on so the log redactor masks them wherever they might appear.
+    configure_logging(dataclasses.replace(
+        Settings.from_env(), sms_key=creds["SENDCLOUD_SMS_KEY"], api_key=creds["SENDCLOUD_API_KEY"]
+    ))
     sim = Simulator(
         sms_user=creds["SENDCLOUD_SMS_USER"],
         sms_key=creds["SENDCLOUD_SMS_KEY"],
