@@ -20,7 +20,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import Producer
-from producers.contract import MEMBERS_RESULTS_STREAM, SMS_RESULTS_STREAM
+from producers.contract import SMS_RESULTS_STREAM
 from producers.results import decode_fields
 from simulator import Simulator
 from worker.broker import make_broker
@@ -81,7 +81,7 @@ class Stack:
             worker.stop()
 
     def records(self, stream: str = SMS_RESULTS_STREAM) -> list[dict[str, Any]]:
-        return [decode_fields(raw) for _, raw in self.redis.xrange(stream)]
+        return stream_records(self.redis, stream)
 
     def job_records(self, stream: str = SMS_RESULTS_STREAM) -> list[dict[str, Any]]:
         return [r for r in self.records(stream) if r.get("kind") != "alert"]
@@ -91,23 +91,43 @@ class Stack:
     ) -> list[dict[str, Any]]:
         """Poll until every key has a final record (or the deadline passes); the records."""
         wanted = set(keys)
-        end = time.monotonic() + deadline
-        while True:
-            records = self.job_records(stream)
-            if wanted <= {r["key"] for r in records} or time.monotonic() > end:
-                return records
-            time.sleep(0.05)
-
-    def wait_until(self, predicate: Callable[[], bool], deadline: float = 30.0) -> bool:
-        end = time.monotonic() + deadline
-        while not predicate():
-            if time.monotonic() > end:
-                return False
-            time.sleep(0.05)
-        return True
+        wait_until(lambda: wanted <= {r["key"] for r in self.job_records(stream)}, deadline)
+        return self.job_records(stream)
 
     def ledger_by_request(self) -> Counter[tuple[str | None, str]]:
         return Counter((e.send_request_id, e.phone) for e in self.sim.ledger.entries())
+
+
+def stream_records(client: redis.Redis, stream: str = SMS_RESULTS_STREAM) -> list[dict[str, Any]]:
+    return [decode_fields(raw or {}) for _, raw in client.xrange(stream) or []]
+
+
+def wait_until(predicate: Callable[[], bool], deadline: float) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``deadline`` seconds pass (False)."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@contextmanager
+def stack_factory(redis_url: str, **defaults: Any) -> Iterator[Callable[..., Stack]]:
+    """``make(**overrides)`` builds stacks; their clients are closed at the end of the block."""
+    made: list[Stack] = []
+
+    def make(**overrides: Any) -> Stack:
+        stack = make_stack(redis_url, **{**defaults, **overrides})
+        made.append(stack)
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in made:
+            stack.producer.close()
+            stack.redis.close()
 
 
 def make_stack(
@@ -128,14 +148,3 @@ def make_stack(
     actors = declare_job_actors(broker, runtime, runner=runner)
     producer = Producer(broker=broker, redis=client)
     return Stack(sim, settings, client, broker, runtime, runner, actors, producer)
-
-
-__all__ = [
-    "FAST",
-    "MEMBERS_RESULTS_STREAM",
-    "SMS_RESULTS_STREAM",
-    "Stack",
-    "fast_settings",
-    "mainland",
-    "make_stack",
-]

@@ -1,0 +1,181 @@
+"""The worker's claim / release / finish on real Redis: states, leases, takeovers, one record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from producers.contract import SMS_RESULTS_STREAM
+from producers.idempotency import IdempotencyStore, payload_hash
+from tests.jobs_harness import stream_records
+from worker.idempotency import JobLedger, send_request_id, window_left
+
+T0 = 1_700_000_000.0
+LEASE = 30.0
+
+
+@pytest.fixture
+def make_ledger(redis_client: redis.Redis) -> Callable[..., JobLedger]:
+    def make(lease: float = LEASE) -> JobLedger:
+        return JobLedger(redis_client, lease=lease, ttl=86400, maxlen=1000)
+
+    return make
+
+
+@pytest.fixture
+def ledger(make_ledger: Callable[..., JobLedger]) -> JobLedger:
+    return make_ledger()
+
+
+def reserve(client: redis.Redis, key: str) -> None:
+    IdempotencyStore(client).reserve(key, payload_hash({"key": key, "phone": "1"}), "code")
+
+
+def record(key: str, outcome: str = "sent") -> dict[str, object]:
+    return {"key": key, "kind": "code", "outcome": outcome, "sms_ids": ["a$1"], "attempts": 1}
+
+
+def test_claim_moves_queued_to_in_flight_with_owner_and_lease(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    reserve(redis_client, "k1")
+    claim = ledger.claim("k1", "m1", T0, kind="code")
+    assert (claim.status, claim.attempts, claim.uncertain_since, claim.takeover) == (
+        "claimed", 1, None, False,
+    )
+    stored = ledger.get("k1")
+    assert stored["state"] == "in_flight"
+    assert stored["owner"] == "m1"
+    assert float(stored["lease_until"]) == T0 + LEASE
+    assert float(stored["first_attempt_at"]) == T0
+    assert stored["hash"]  # the producer's fields are kept
+
+
+def test_another_message_is_busy_while_the_lease_lives(ledger: JobLedger) -> None:
+    ledger.claim("k1", "m1", T0, kind="code")
+    busy = ledger.claim("k1", "m2", T0 + 10, kind="code")
+    assert busy.status == "busy"
+    assert busy.busy_for == pytest.approx(LEASE - 10)
+    assert ledger.get("k1")["owner"] == "m1"
+
+
+def test_redelivery_of_the_same_message_takes_over_and_becomes_uncertain(
+    ledger: JobLedger,
+) -> None:
+    ledger.claim("k1", "m1", T0, kind="code")
+    again = ledger.claim("k1", "m1", T0 + 5, kind="code")
+    assert again.status == "claimed"
+    assert again.takeover
+    assert again.attempts == 2
+    # The attempt that died started at T0; its outcome is unknown.
+    assert again.uncertain_since == T0
+    stored = ledger.get("k1")
+    assert float(stored["first_attempt_at"]) == T0
+    assert float(stored["attempt_started_at"]) == T0 + 5
+
+
+def test_expired_lease_lets_another_message_take_over_keeping_the_earliest_start(
+    ledger: JobLedger,
+) -> None:
+    ledger.claim("k1", "m1", T0, kind="code")
+    ledger.claim("k1", "m1", T0 + 100, kind="code")  # takeover: uncertain since T0
+    late = ledger.claim("k1", "m2", T0 + 100 + LEASE + 1, kind="code")
+    assert late.status == "claimed" and late.takeover
+    assert late.uncertain_since == T0
+    assert ledger.get("k1")["owner"] == "m2"
+
+
+def test_release_returns_to_queued_and_marks_uncertainty_only_when_asked(
+    ledger: JobLedger,
+) -> None:
+    ledger.claim("k1", "m1", T0, kind="code")
+    assert ledger.release("k1", "m1", T0 + 1, uncertain=False, error="ServerError")
+    stored = ledger.get("k1")
+    assert stored["state"] == "queued" and "uncertain_since" not in stored
+    assert stored["last_error"] == "ServerError"
+
+    ledger.claim("k1", "m1", T0 + 10, kind="code")
+    assert ledger.release("k1", "m1", T0 + 11, uncertain=True)
+    assert float(ledger.get("k1")["uncertain_since"]) == T0 + 10
+
+    later = ledger.claim("k1", "m1", T0 + 20, kind="code")
+    assert later.uncertain_since == T0 + 10 and not later.takeover
+    assert later.attempts == 3
+
+
+def test_release_with_refund_gives_the_attempt_back(ledger: JobLedger) -> None:
+    ledger.claim("k1", "m1", T0, kind="code")
+    ledger.release("k1", "m1", T0, uncertain=False, refund=True)
+    assert ledger.claim("k1", "m1", T0 + 1, kind="code").attempts == 1
+
+
+def test_release_and_finish_by_a_non_owner_do_nothing(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    ledger.claim("k1", "m1", T0, kind="code")
+    assert not ledger.release("k1", "m2", T0, uncertain=False)
+    assert ledger.finish("k1", "m2", T0, outcome="sent", stream=SMS_RESULTS_STREAM,
+                         record=record("k1")) is None
+    assert ledger.get("k1")["state"] == "in_flight"
+    assert redis_client.xlen(SMS_RESULTS_STREAM) == 0
+
+
+def test_finish_writes_state_result_and_exactly_one_stream_entry(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    reserve(redis_client, "k1")
+    ledger.claim("k1", "m1", T0, kind="code")
+    entry = ledger.finish("k1", "m1", T0 + 1, outcome="sent", stream=SMS_RESULTS_STREAM,
+                          record=record("k1"))
+    assert entry is not None
+    # A second finish (a duplicate that raced) and a later claim are both refused.
+    assert ledger.finish("k1", "m1", T0 + 2, outcome="sent", stream=SMS_RESULTS_STREAM,
+                         record=record("k1")) is None
+    final = ledger.claim("k1", "m9", T0 + 3, kind="code")
+    assert (final.status, final.final_state) == ("final", "done")
+
+    stored = ledger.get("k1")
+    assert stored["state"] == "done"
+    assert json.loads(stored["result"])["sms_ids"] == ["a$1"]
+    [fields] = stream_records(redis_client, SMS_RESULTS_STREAM)
+    assert fields == {"key": "k1", "kind": "code", "outcome": "sent", "sms_ids": ["a$1"],
+                      "attempts": "1"}
+    assert IdempotencyStore(redis_client).get_result("k1")["outcome"] == "sent"
+
+
+@pytest.mark.parametrize(("outcome", "state"), [
+    ("failed", "failed"), ("expired", "expired"), ("needs_review", "needs_review"),
+    ("duplicate", "done"), ("partial", "done"), ("done", "done"),
+])
+def test_every_outcome_maps_to_a_final_state(ledger: JobLedger, outcome: str, state: str) -> None:
+    ledger.claim("k1", "m1", T0, kind="code")
+    ledger.finish("k1", "m1", T0, outcome=outcome, stream=SMS_RESULTS_STREAM,
+                  record=record("k1", outcome))
+    assert ledger.claim("k1", "m2", T0, kind="code").final_state == state
+
+
+def test_a_missing_record_is_recreated_by_the_claim(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    claim = ledger.claim("gone", "m1", T0, kind="sms")
+    assert claim.status == "claimed"
+    stored = ledger.get("gone")
+    assert stored["kind"] == "sms" and "recreated_at" in stored
+    assert 0 < int(redis_client.ttl("sendcloud:idem:gone")) <= 86400
+
+
+def test_send_request_id_is_stable_plain_keys_kept_others_hashed() -> None:
+    assert send_request_id("code-abc_1.2:3") == "code-abc_1.2:3"
+    odd = send_request_id("key with spaces/and#marks")
+    assert len(odd) == 64 and odd == send_request_id("key with spaces/and#marks")
+    assert len(send_request_id("x" * 129)) == 64
+    assert send_request_id("x" * 128) == "x" * 128
+
+
+def test_window_left_counts_down_from_the_earliest_uncertain_attempt() -> None:
+    assert window_left(None, T0, 300) is None
+    assert window_left(T0, T0 + 100, 300) == pytest.approx(3600 - 300 - 100)
+    assert window_left(T0, T0 + 3400, 300) == pytest.approx(-100)
