@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from simulator.protocol import (
     ApiError,
@@ -39,6 +39,8 @@ from simulator.protocol import (
     shanghai_time,
     split_list,
 )
+
+_V = TypeVar("_V")
 
 MAX_ALIAS = 48
 MAX_NAME = 48
@@ -153,9 +155,8 @@ class AddressBook:
         if new_address is not None and new_address.lower() != book.address.lower():
             if new_address.lower() in self._lists:
                 raise ApiError(40505)
-            del self._lists[book.address.lower()]
+            self._lists = _rekeyed(self._lists, book.address.lower(), new_address.lower())
             book.address = new_address
-            self._lists[new_address.lower()] = book
         elif new_address is not None:
             book.address = new_address
         book.name = name if name is not None else book.name
@@ -235,9 +236,8 @@ class AddressBook:
                 if new_vars is not None:
                     existing.vars = new_vars if adding else {**existing.vars, **new_vars}
                 if target.lower() != key:
-                    del book.members[key]
+                    book.members = _rekeyed(book.members, key, target.lower())
                     existing.member = target
-                    book.members[target.lower()] = existing
                 existing.updated = now
             seen.add(target.lower())
             count += 1
@@ -251,6 +251,11 @@ class AddressBook:
         if book is None or book.owner != user:
             raise ApiError(40517)
         return book
+
+
+def _rekeyed(items: dict[str, _V], old: str, new: str) -> dict[str, _V]:
+    """``items`` with ``old`` renamed ``new`` in place, keeping creation order."""
+    return {(new if key == old else key): value for key, value in items.items()}
 
 
 def _required(params: Params, key: str, code: int) -> str:

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import structlog
 
 from simulator.core import Simulator
-from simulator.protocol import RawRequest
+from simulator.protocol import RawRequest, http_error
 
 log = structlog.get_logger("simulator.server")
 
@@ -52,7 +52,12 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         request = RawRequest(self.command, unquote(path), query, body,
                              self.headers.get("Content-Type", ""))
-        reply = self.server.sim.serve(request)
+        try:
+            reply = self.server.sim.serve(request)
+        except Exception:
+            # A simulator bug must not look like a network fault to the client under test.
+            log.exception("simulator failed", method=self.command, path=request.path)
+            reply = http_error(500, "simulator internal error")
         log.debug("request", method=self.command, path=request.path, status=reply.status,
                   network_failure=reply.network_failure)
         if reply.network_failure:
