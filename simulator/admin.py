@@ -5,7 +5,7 @@ Tests and benchmarks drive a simulator running in another process through it. En
 ``{"error": "..."}``):
 
 ==================================  ==========================================================
-GET  /_sim/ledger                   ``{"entries": [LedgerEntry as JSON, ...]}``
+GET  /_sim/ledger[?since=SEQ]       ``{"entries": [LedgerEntry as JSON, ...]}`` (seq > SEQ)
 GET  /_sim/count_by_phone           ``{"counts": {phone: n}}``
 GET  /_sim/state                    balance, limits, modes, faults, templates
 GET  /_sim/address_lists            ``{"lists": {alias: {name, description, members: [...]}}}``
@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import httpx
 
@@ -55,6 +56,8 @@ def serve_admin(sim: Simulator, path: str, request: RawRequest) -> RawReply:
         body = json.loads(request.body or b"{}")
         if not isinstance(body, dict):
             raise ValueError("the body must be a JSON object")
+        # GET endpoints take their arguments from the query string.
+        body.update(parse_qsl(request.query))
         return _json(route(sim, body), 200)
     except (ValueError, KeyError, TypeError) as exc:
         return _json({"error": f"{type(exc).__name__}: {exc}"}, 400)
@@ -68,8 +71,9 @@ def _json(payload: Json, status: int) -> RawReply:
 OK: Json = {"ok": True}
 
 
-def _ledger(sim: Simulator, _: Json) -> Json:
-    return {"entries": [entry.to_json() for entry in sim.ledger.entries()]}
+def _ledger(sim: Simulator, body: Json) -> Json:
+    since = int(body.get("since", 0))
+    return {"entries": [e.to_json() for e in sim.ledger.entries() if e.seq > since]}
 
 
 def _count_by_phone(sim: Simulator, _: Json) -> Json:
@@ -210,15 +214,18 @@ class SimulatorAdmin:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: Json | None = None) -> Json:
-        response = self._http.request(method, f"/_sim/{path}", json=body)
+    def _call(self, method: str, path: str, body: Json | None = None,
+              params: dict[str, str] | None = None) -> Json:
+        response = self._http.request(method, f"/_sim/{path}", json=body, params=params)
         data = response.json()
         if response.status_code != 200:
             raise SimulatorAdminError(data.get("error", f"HTTP {response.status_code}"))
         return dict(data)
 
-    def ledger(self) -> list[LedgerEntry]:
-        return [LedgerEntry.from_json(e) for e in self._call("GET", "ledger")["entries"]]
+    def ledger(self, since: int = 0) -> list[LedgerEntry]:
+        """Every entry, or those after sequence number ``since``."""
+        entries = self._call("GET", "ledger", params={"since": str(since)})["entries"]
+        return [LedgerEntry.from_json(e) for e in entries]
 
     def count_by_phone(self) -> dict[str, int]:
         return {k: int(v) for k, v in self._call("GET", "count_by_phone")["counts"].items()}

@@ -116,8 +116,10 @@ def test_admin_client_round_trips(served, http):
         assert sim.templates[9].text == "code %c%"
         http.post("/smsapi/send", data=signed({"templateId": 9, "phone": PHONE,
                                                 "vars": '{"c": "42"}'}))
+        http.post("/smsapi/send", data=signed({"templateId": 9, "phone": "13900139000"}))
         assert admin.ledger() == sim.ledger.entries()
-        assert admin.count_by_phone() == {PHONE: 1}
+        assert [e.seq for e in admin.ledger(since=1)] == [2]
+        assert admin.count_by_phone() == {PHONE: 1, "13900139000": 1}
 
         admin.set_faults("/smsapi/send", server_error_rate=1.0, latency=0.0)
         assert sim.faults.configs()["/smsapi/send"].server_error_rate == 1.0
