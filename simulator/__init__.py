@@ -6,12 +6,13 @@ drives one in another process.
 """
 
 from simulator.addresslist import AddressListView, MemberView
-from simulator.core import Simulator
+from simulator.core import DEMO_CREDENTIALS, Simulator
 from simulator.faults import FaultConfig
 from simulator.ledger import Ledger, LedgerEntry
 from simulator.sms import Template
 
 __all__ = [
+    "DEMO_CREDENTIALS",
     "AddressListView",
     "FaultConfig",
     "Ledger",

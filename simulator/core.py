@@ -48,6 +48,14 @@ BAD_GATEWAY = (b"<html><head><title>502 Bad Gateway</title></head>"
                b"<body><center><h1>502 Bad Gateway</h1></center></body></html>")
 GET_POST = frozenset({"GET", "POST"})
 
+#: The public demo credentials a simulator accepts by default, by the variable that sets them.
+DEMO_CREDENTIALS = {
+    "SENDCLOUD_SMS_USER": "sim_sms_user",
+    "SENDCLOUD_SMS_KEY": "sim-sms-key-0000",
+    "SENDCLOUD_API_USER": "sim_api_user",
+    "SENDCLOUD_API_KEY": "sim-api-key-0000",
+}
+
 
 @dataclass(frozen=True)
 class Route:
@@ -59,10 +67,10 @@ class Route:
 class Simulator:
     def __init__(
         self,
-        sms_user: str = "sim_sms_user",
-        sms_key: str = "sim-sms-key-0000",
-        api_user: str = "sim_api_user",
-        api_key: str = "sim-api-key-0000",
+        sms_user: str = DEMO_CREDENTIALS["SENDCLOUD_SMS_USER"],
+        sms_key: str = DEMO_CREDENTIALS["SENDCLOUD_SMS_KEY"],
+        api_user: str = DEMO_CREDENTIALS["SENDCLOUD_API_USER"],
+        api_key: str = DEMO_CREDENTIALS["SENDCLOUD_API_KEY"],
         clock: Callable[[], float] = time.time,
         seed: int = 0,
         *,

@@ -16,13 +16,6 @@ from typing import Any
 
 from worker.cli import UsageError
 
-DEFAULTS = {
-    "SENDCLOUD_SMS_USER": "sim_sms_user",
-    "SENDCLOUD_SMS_KEY": "sim-sms-key-0000",
-    "SENDCLOUD_API_USER": "sim_api_user",
-    "SENDCLOUD_API_KEY": "sim-api-key-0000",
-}
-
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -46,7 +39,9 @@ def register(subparsers: Any) -> None:
 
 
 def _credentials() -> dict[str, str]:
-    return {name: os.environ.get(name) or default for name, default in DEFAULTS.items()}
+    from simulator.core import DEMO_CREDENTIALS
+
+    return {name: os.environ.get(name) or default for name, default in DEMO_CREDENTIALS.items()}
 
 
 def _parse_template(spec: str) -> tuple[int, str | None]:
