@@ -15,8 +15,6 @@ from typing import Protocol
 #: needs no tz database.
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
-SENDCLOUD_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
 #: The four statuses of the docs ("1, 4, 5 and 18 ... delivery, invalid, soft return and being
 #: requested"), by the word SendCloud replies with. English spellings are accepted too.
 STATUS_CODES: dict[str, str] = {
@@ -94,10 +92,12 @@ class StatusRecord(Protocol):
 
 def parse_time(text: str | None) -> datetime | None:
     """A SendCloud time as an aware datetime in Shanghai time; None if absent or unreadable."""
-    if not text:
+    text = (text or "").strip()
+    # fromisoformat is C-fast but lenient; the shape check keeps it to exactly this format.
+    if len(text) != 19 or text[4] != "-" or text[10] != " " or text[13] != ":":
         return None
     try:
-        return datetime.strptime(text.strip(), SENDCLOUD_TIME_FORMAT).replace(tzinfo=SHANGHAI)
+        return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
     except ValueError:
         return None
 
