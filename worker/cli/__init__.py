@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "worker.cli.status",
     "worker.cli.scheduler",
     "worker.cli.campaign",
+    "worker.cli.demo",
 )
 
 
