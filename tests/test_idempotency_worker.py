@@ -11,7 +11,9 @@ import redis
 from producers.contract import SMS_RESULTS_STREAM
 from producers.idempotency import IdempotencyStore, payload_hash
 from tests.jobs_harness import stream_records
+from worker.errors import ConfigurationError
 from worker.idempotency import JobLedger, send_request_id, window_left
+from worker.settings import Settings
 
 T0 = 1_700_000_000.0
 LEASE = 30.0
@@ -179,3 +181,21 @@ def test_window_left_counts_down_from_the_earliest_uncertain_attempt() -> None:
     assert window_left(None, T0, 300) is None
     assert window_left(T0, T0 + 100, 300) == pytest.approx(3600 - 300 - 100)
     assert window_left(T0, T0 + 3400, 300) == pytest.approx(-100)
+
+
+def test_job_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env({
+        "SENDCLOUD_JOB_MAX_ATTEMPTS": "4", "SENDCLOUD_RETRY_BASE_DELAY": "0.5",
+        "SENDCLOUD_RETRY_MAX_DELAY": "9", "SENDCLOUD_CALL_ATTEMPTS": "2",
+        "SENDCLOUD_JOB_LEASE": "30", "SENDCLOUD_DEDUP_SAFETY_MARGIN": "600",
+        "SENDCLOUD_PAUSE_SECONDS": "45", "SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT": "2",
+        "SENDCLOUD_BROKER_MAINTENANCE_CHANCE": "50000",
+    })
+    assert (settings.job_max_attempts, settings.retry_base_delay, settings.retry_max_delay,
+            settings.call_attempts, settings.job_lease, settings.dedup_safety_margin,
+            settings.pause_seconds, settings.broker_heartbeat_timeout,
+            settings.broker_maintenance_chance) == (4, 0.5, 9.0, 2, 30.0, 600.0, 45.0, 2.0, 50000)
+    with pytest.raises(ConfigurationError, match="SENDCLOUD_DEDUP_SAFETY_MARGIN"):
+        Settings.from_env({"SENDCLOUD_DEDUP_SAFETY_MARGIN": "3600"})
+    with pytest.raises(ConfigurationError, match="SENDCLOUD_JOB_MAX_ATTEMPTS"):
+        Settings.from_env({"SENDCLOUD_JOB_MAX_ATTEMPTS": "0"})

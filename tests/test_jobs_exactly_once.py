@@ -115,9 +115,13 @@ def test_members_jobs_run_through_the_worker(stacks: Any) -> None:
     assert sorted(m.member for m in members) == [f"u{i}@example.com" for i in range(5)]
 
 
-def test_acceptance_run_with_thirty_percent_faults(stacks: Any) -> None:
-    """The issue's acceptance run: 200 codes and 50 SMS sends, ~30% faults incl. lost replies."""
-    stack = stacks(job_max_attempts=50)
+@pytest.mark.parametrize("call_attempts", [3, 1], ids=["in-call-retries", "job-retries-only"])
+def test_acceptance_run_with_thirty_percent_faults(stacks: Any, call_attempts: int) -> None:
+    """The issue's acceptance run: 200 codes and 50 SMS sends, ~30% faults incl. lost replies.
+
+    With ``call_attempts=1`` every fault goes through a Dramatiq retry (release, re-claim).
+    """
+    stack = stacks(job_max_attempts=50, call_attempts=call_attempts)
     stack.sim.faults.set(latency=0.002, server_error_rate=0.06, throttle_rate=0.04,
                          reset_rate=0.06, gateway_error_rate=0.04, drop_after_accept_rate=0.10)
     jobs = enqueue_codes_and_sms(stack, codes=200, sends=50)

@@ -128,6 +128,11 @@ class Settings:
         log_format = env.get("LOG_FORMAT", "console").strip().lower() or "console"
         if log_format not in ("json", "console"):
             raise ConfigurationError("LOG_FORMAT", "must be json or console")
+        margin = _float(env, "SENDCLOUD_DEDUP_SAFETY_MARGIN", 300.0)
+        if margin >= 3600:
+            raise ConfigurationError(
+                "SENDCLOUD_DEDUP_SAFETY_MARGIN", "must be under 3600 (SendCloud's dedup window)"
+            )
         return cls(
             base_url=(env.get("SENDCLOUD_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
             sms_user=env.get("SENDCLOUD_SMS_USER", ""),
@@ -161,7 +166,7 @@ class Settings:
             call_base_delay=_float(env, "SENDCLOUD_CALL_BASE_DELAY", 0.2),
             call_max_delay=_float(env, "SENDCLOUD_CALL_MAX_DELAY", 2.0),
             job_lease=_float(env, "SENDCLOUD_JOB_LEASE", 120.0, minimum=1.0),
-            dedup_safety_margin=_float(env, "SENDCLOUD_DEDUP_SAFETY_MARGIN", 300.0),
+            dedup_safety_margin=margin,
             pause_seconds=_float(env, "SENDCLOUD_PAUSE_SECONDS", 300.0, minimum=1.0),
             broker_heartbeat_timeout=_float(
                 env, "SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT", 60.0, minimum=0.5

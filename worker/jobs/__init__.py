@@ -15,6 +15,24 @@ Dramatiq's retry bookkeeping is made explicit here (see :mod:`worker.broker` for
 * any other exception (a bug, Redis unreachable before the job could even be claimed) is
   retried with Dramatiq's backoff up to ``SENDCLOUD_JOB_MAX_ATTEMPTS`` times, then
   dead-lettered.
+
+Environment variables that shape job execution (defaults; the test suite uses the small values
+in brackets so retries take milliseconds):
+
+=======================================  ======  ===============================================
+``SENDCLOUD_JOB_MAX_ATTEMPTS``           8       attempts before a transient failure is final
+``SENDCLOUD_RETRY_BASE_DELAY``           5 s     first backoff between attempts [0.02]
+``SENDCLOUD_RETRY_MAX_DELAY``            600 s   backoff cap [0.1]
+``SENDCLOUD_CALL_ATTEMPTS``              3       tries of one call within an attempt (tenacity)
+``SENDCLOUD_CALL_BASE_DELAY``            0.2 s   first pause between those tries [0.001]
+``SENDCLOUD_CALL_MAX_DELAY``             2 s     cap of those pauses [0.004]
+``SENDCLOUD_JOB_LEASE``                  120 s   claim lease, also an attempt's time limit [10]
+``SENDCLOUD_DEDUP_SAFETY_MARGIN``        300 s   margin under SendCloud's 1-hour dedup window
+``SENDCLOUD_PAUSE_SECONDS``              300 s   account pause after a 499 [30]
+``SENDCLOUD_DAILY_LIMIT_ACTION``         defer   498: ``defer`` to the next day, or ``fail``
+``SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT``   60 s    a silent worker's messages are redelivered [2]
+``SENDCLOUD_BROKER_MAINTENANCE_CHANCE``  1000    per million commands: redelivery check [100000]
+=======================================  ======  ===============================================
 """
 
 from __future__ import annotations
