@@ -1,0 +1,279 @@
+"""Worker overhead: ``send_code`` jobs/second through the real worker vs. a bare Dramatiq actor.
+
+Usage: ``.venv/bin/python -m bench.overhead [--n 5000] [--processes 1] [--threads 8]``
+
+Both sides run in the same run, against the same simulator (a child process, zero latency,
+over HTTP) and a throwaway redis-server, with the Procfile's ``codes`` command at the same
+processes x threads:
+
+* ours: ``dramatiq worker.app`` (idempotency claim/finish, result records, logging at INFO,
+  Prometheus metrics), jobs enqueued with ``producers.send_code``;
+* bare: ``dramatiq bench.bare_app`` (:mod:`bench.bare_app`), the same signed POST and nothing else.
+
+Each side's n jobs are enqueued first; the rate is (n - 1) / (last - first delivery), read from
+the simulator's ledger, so worker start-up is not counted. The figure is ``ratio`` = ours /
+bare (target >= 0.8), the median over ``--rounds`` rounds (bare and ours alternate).
+
+Where the time goes: Redis commands per job from ``INFO commandstats`` (script calls and every
+command, scripts' inner commands included) for each side, and a single-threaded in-process
+profile (cProfile, ``--profile-n`` jobs per side) attributing each job's time to Redis calls,
+the HTTP call, logging, signing and the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib
+import io
+import os
+import pstats
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+from dramatiq import Message
+from dramatiq.brokers.redis import RedisBroker
+
+from bench.common import (
+    SIM_CREDENTIALS,
+    SimHost,
+    Target,
+    WorkerGroup,
+    common_arguments,
+    log_dir,
+    mainland,
+    report,
+    throwaway_redis,
+    wait_for,
+    worker_command,
+    worker_env,
+    worker_groups,
+)
+from producers import Producer
+from producers.contract import SMS_RESULTS_STREAM
+from producers.idempotency import IdempotencyStore, payload_hash
+
+CODE = "123456"
+SIGN_ID = 1
+# Commands the bench itself sends while waiting; not part of either side's cost.
+_OBSERVER_COMMANDS = frozenset({"info", "config|resetstat", "config", "xlen", "zcount", "ping",
+                                "client|setinfo", "client", "hello", "select", "flushdb"})
+
+
+def _code_payload(i: int) -> dict[str, Any]:
+    now = time.time()
+    return {"key": f"bare-{i}", "phone": mainland(i), "code": CODE, "sign_id": SIGN_ID,
+            "sign_name": None, "msg_type": 0, "enqueued_at": now, "expires_at": now + 600}
+
+
+def enqueue(side: str, redis_url: str, n: int) -> None:
+    if side == "ours":
+        producer = Producer(redis_url=redis_url)
+        try:
+            for i in range(n):
+                producer.send_code(mainland(i), CODE, sign_id=SIGN_ID)
+        finally:
+            producer.close()
+        return
+    from bench.bare_app import ACTOR, QUEUE
+
+    broker = RedisBroker(url=redis_url)
+    try:
+        for i in range(n):
+            broker.enqueue(Message(queue_name=QUEUE, actor_name=ACTOR,
+                                   args=(_code_payload(i),), kwargs={}, options={}))
+    finally:
+        broker.close()
+
+
+def _command_calls(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    calls: dict[str, int] = {}
+    for name, values in stats.items():
+        command = name.removeprefix("cmdstat_")
+        if command not in _OBSERVER_COMMANDS:
+            calls[command] = int(values["calls"])
+    return calls
+
+
+def run_side(side: str, *, redis_url: str, sim: SimHost, n: int, processes: int,
+             threads: int, logs: Path) -> dict[str, Any]:
+    """Drain n pre-enqueued jobs with one worker group; its rate and Redis commands per job."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()  # our own throwaway server
+    sim.admin.reset()
+    enqueue(side, redis_url, n)
+    if side == "ours":
+        argv = worker_command("codes", processes=processes, threads=threads)
+    else:
+        from bench.bare_app import QUEUE
+
+        argv = worker_command("codes", processes=processes, threads=threads,
+                              module="bench.bare_app", queues=[QUEUE])
+    group = WorkerGroup(side, argv, worker_env(redis_url, sim.url), logs / f"{side}.log")
+    client.config_resetstat()
+    deadline = 120 + n / 20
+
+    def finished() -> bool:
+        if sim.count("code") < n:
+            return False
+        return side == "bare" or client.xlen(SMS_RESULTS_STREAM) >= n
+
+    with worker_groups(group):
+        done = wait_for(finished, deadline, interval=0.2)
+        calls = _command_calls(client)
+    client.close()
+    if not done:
+        raise RuntimeError(f"{side}: {sim.count('code')}/{n} delivered within {deadline:.0f} s:"
+                           f"\n{group.log_tail()}")
+    times = sorted(row[3] for row in sim.entries("code"))
+    span = times[-1] - times[0]
+    script_calls = calls.get("evalsha", 0) + calls.get("eval", 0)
+    return {
+        "delivered": len(times),
+        "span_s": round(span, 3),
+        "jobs_per_s": round((len(times) - 1) / span, 1) if span > 0 else None,
+        "script_calls_per_job": round(script_calls / n, 2),
+        "redis_commands_per_job": round(sum(calls.values()) / n, 2),
+        "commands_per_job": {k: round(v / n, 2) for k, v in sorted(calls.items()) if v >= n / 10},
+    }
+
+
+# -- in-process profile ------------------------------------------------------------------------
+
+# (category, filename suffix, function name): cumulative time of these entry points. They do
+# not nest in one another on the job path, so their sum is at most the total.
+_CATEGORIES = (
+    ("redis", "redis/client.py", "execute_command"),
+    ("redis", "redis/client.py", "execute"),
+    ("http", "httpx/_client.py", "request"),
+    ("logging", "structlog/_base.py", "_proxy_to_logger"),
+    ("signing", "worker/signing.py", "sign"),
+)
+
+
+def _attribute(profile: cProfile.Profile, jobs: int) -> dict[str, float]:
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    total = max(stats.total_tt, 1e-9)  # type: ignore[attr-defined]
+    spent = dict.fromkeys((c for c, _, _ in _CATEGORIES), 0.0)
+    for (filename, _, function), row in stats.stats.items():  # type: ignore[attr-defined]
+        for category, suffix, name in _CATEGORIES:
+            if function == name and filename.endswith(suffix):
+                spent[category] += row[3]
+    spent["other"] = max(0.0, total - sum(spent.values()))
+    return {f"{k}_ms_per_job": round(v / jobs * 1000, 3) for k, v in spent.items()}
+
+
+def _timed(call: Callable[[int], object], jobs: int, offset: int) -> tuple[float, cProfile.Profile]:
+    """Per-job ms unprofiled (first half of the range), and a profile of the second half."""
+    half = jobs // 2
+    start = time.perf_counter()
+    for i in range(half):
+        call(offset + i)
+    per_job = (time.perf_counter() - start) / max(half, 1) * 1000
+    profile = cProfile.Profile()
+    profile.enable()
+    for i in range(half, jobs):
+        call(offset + i)
+    profile.disable()
+    return per_job, profile
+
+
+def profile_job_paths(redis_url: str, sim: SimHost, jobs: int, logs: Path) -> dict[str, Any]:
+    """One thread, one job at a time: the job function of each side, without Dramatiq."""
+    from producers.contract import SEND_CODE_ACTOR
+    from worker.client import SendCloudClient
+    from worker.jobs.codes import CodeJob
+    from worker.jobs.runner import JobRunner
+    from worker.logs import configure_logging
+    from worker.runtime import Runtime
+    from worker.settings import Settings
+
+    env = {**SIM_CREDENTIALS, "REDIS_URL": redis_url, "SENDCLOUD_BASE_URL": sim.url}
+    os.environ.update(env)
+    settings = Settings.from_env(env).require_credentials()
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    sim.admin.reset()
+    with (logs / "profile.log").open("w") as log_stream:
+        configure_logging(settings, stream=log_stream)
+        runtime = Runtime(settings, client, lambda: SendCloudClient(settings))
+        runner, job = JobRunner(runtime), CodeJob()
+        store = IdempotencyStore(client)
+        payloads: list[dict[str, Any]] = []
+        for i in range(jobs):
+            payload = {**_code_payload(100_000 + i), "key": f"code-profile-{i}"}
+            store.reserve(payload["key"], payload_hash(payload), "code")
+            payloads.append(payload)
+
+        def ours(i: int) -> None:
+            runner.run(job, payloads[i], uuid.uuid4().hex)
+
+        bare_module = importlib.import_module("bench.bare_app")
+        ours_ms, ours_profile = _timed(ours, jobs, 0)
+        bare_ms, bare_profile = _timed(
+            lambda i: bare_module.bare_send_code.fn(_code_payload(200_000 + i)), jobs, 0)
+    client.close()
+    half = jobs - jobs // 2
+    return {
+        "actor": SEND_CODE_ACTOR,
+        "ours_ms_per_job": round(ours_ms, 3),
+        "bare_ms_per_job": round(bare_ms, 3),
+        "serial_ratio": round(bare_ms / ours_ms, 3) if ours_ms else None,
+        "ours_profile": _attribute(ours_profile, half),
+        "bare_profile": _attribute(bare_profile, half),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common_arguments(parser, n=5000)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="bare/ours pairs (median ratio)")
+    parser.add_argument("--profile-n", type=int, default=400,
+                        help="jobs per side in the in-process profile (0: skip)")
+    args = parser.parse_args(argv)
+    logs = log_dir(args.log_dir)
+    rounds: list[dict[str, Any]] = []
+    profile: dict[str, Any] = {}
+    with throwaway_redis() as redis_url, SimHost() as sim:
+        for _ in range(args.rounds):
+            sides = {side: run_side(side, redis_url=redis_url, sim=sim, n=args.n,
+                                    processes=args.processes, threads=args.threads, logs=logs)
+                     for side in ("bare", "ours")}
+            rounds.append(sides)
+        if args.profile_n > 0:
+            profile = profile_job_paths(redis_url, sim, args.profile_n, logs)
+    ratios = [r["ours"]["jobs_per_s"] / r["bare"]["jobs_per_s"] for r in rounds]
+    last = rounds[-1]
+    figures: dict[str, Any] = {
+        "ours_jobs_per_s": statistics.median(r["ours"]["jobs_per_s"] for r in rounds),
+        "bare_jobs_per_s": statistics.median(r["bare"]["jobs_per_s"] for r in rounds),
+        "ratio": round(statistics.median(ratios), 3),
+        "ours_script_calls_per_job": last["ours"]["script_calls_per_job"],
+        "bare_script_calls_per_job": last["bare"]["script_calls_per_job"],
+        "ours_redis_commands_per_job": last["ours"]["redis_commands_per_job"],
+        "bare_redis_commands_per_job": last["bare"]["redis_commands_per_job"],
+    }
+    if profile:
+        figures["serial_ratio"] = profile["serial_ratio"]
+        for side in ("ours", "bare"):
+            for name, value in profile[f"{side}_profile"].items():
+                figures[f"{side}_{name}"] = value
+    report("overhead",
+           {"n": args.n, "processes": args.processes, "threads": args.threads,
+            "rounds": args.rounds, "profile_n": args.profile_n, "logs": str(logs)},
+           figures, [Target("ratio", ">=", 0.8)],
+           {"rounds": rounds, "ratios": [round(r, 3) for r in ratios], "profile": profile},
+           results_dir=args.results_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
