@@ -122,3 +122,29 @@ def test_exposition_reports_redis_down_instead_of_failing() -> None:
     assert response.status_code == 200
     assert f"{metrics.REDIS_UP} 0.0" in response.text
     assert metrics.QUEUE_DEPTH + "{" not in response.text
+
+
+def test_worker_counts_calls_and_outcomes_of_real_jobs(
+    redis_url: str, registry: CollectorRegistry
+) -> None:
+    from tests.jobs_harness import make_stack
+
+    stack = make_stack(redis_url)
+    try:
+        keys = [
+            stack.producer.send_code("13800000001", "1234", sign_id=1),
+            stack.producer.send_code("13800000002", "1234", sign_id=1, expires_in=0.001),
+        ]
+        time.sleep(0.01)  # the second code expires in the queue
+        with stack.running(threads=2):
+            stack.wait_for_records(keys, deadline=20)
+    finally:
+        stack.producer.close()
+        stack.redis.close()
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value(metrics.API_CALLS, endpoint="/smsapi/sendCode", status_code="200") == 1
+    assert value(metrics.JOB_OUTCOMES, kind="code", outcome="sent") == 1
+    assert value(metrics.JOB_OUTCOMES, kind="code", outcome="expired") == 1

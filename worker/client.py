@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 
-from worker import codes, errors, models, signing
+from worker import codes, errors, metrics, models, signing
 from worker.models import (
     AddressList,
     EmailStatusPage,
@@ -363,6 +363,7 @@ class SendCloudClient:
         try:
             code, message, info = self._exchange(method, endpoint, params)
         except errors.SendCloudError as exc:
+            metrics.record_api_call(endpoint, exc.code)
             log.warning(
                 "sendcloud.call_failed",
                 endpoint=endpoint,
@@ -372,6 +373,7 @@ class SendCloudClient:
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
             raise
+        metrics.record_api_call(endpoint, code)
         log.info(
             "sendcloud.call",
             endpoint=endpoint,
