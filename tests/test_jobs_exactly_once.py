@@ -6,18 +6,22 @@ there, not in the replies the worker happened to see.
 
 from __future__ import annotations
 
+import io
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from producers.contract import ALL_QUEUES, CODES_QUEUE, SEND_CODE_ACTOR, SMS_QUEUE
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, stack_factory
 from worker.dlq import list_dead_letters
 from worker.idempotency import send_request_id
+from worker.logs import configure_logging
 
 
 @pytest.fixture
@@ -131,3 +135,33 @@ def test_acceptance_run_with_thirty_percent_faults(stacks: Any, call_attempts: i
     outcomes = assert_exactly_once(stack, jobs)
     assert set(outcomes) <= {"sent", "duplicate"}
     assert sum(outcomes.values()) == 250
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    yield stream
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "stream", None) is stream]:
+        root.removeHandler(handler)
+    structlog.reset_defaults()
+
+
+def test_every_log_line_of_a_job_names_it_and_no_secret_is_written(
+    stacks: Any, log_stream: io.StringIO
+) -> None:
+    stack = stacks(job_max_attempts=30)
+    configure_logging(stack.settings, stream=log_stream)
+    stack.sim.faults.set(drop_after_accept_rate=0.5)
+    keys = [stack.producer.send_code(mainland(i), "123456", sign_id=1) for i in range(5)]
+    with stack.running(threads=2):
+        stack.wait_for_records(keys, deadline=30)
+        drain(stack)
+    job_lines = [line for line in log_stream.getvalue().splitlines()
+                 if "event='job." in line or "event='sendcloud." in line]
+    assert len(job_lines) >= 10
+    for line in job_lines:
+        assert "job_key='code-" in line and "message_id=" in line
+        assert "actor='sendcloud_send_code'" in line
+    for secret in stack.settings.secrets:
+        assert secret not in log_stream.getvalue()

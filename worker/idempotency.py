@@ -42,8 +42,10 @@ of the earliest such attempt, and:
   the next day) ends as ``needs_review`` at once.
 
 So a worker that crashes mid-send and is redelivered within ~55 minutes resends safely (SendCloud
-deduplicates); one redelivered later is never resent blindly. A definite reply (a statusCode) to
-a later attempt does not clear the uncertainty: what SendCloud checks first is undocumented.
+deduplicates); one redelivered later is never resent blindly. (A verification code whose
+``expires_at`` has passed ends as ``expired`` first: it would not be sent either way.)
+A definite reply (a statusCode) to a later attempt does not clear the uncertainty: whether
+SendCloud checks the sendRequestId before its other checks is undocumented.
 
 If a record is missing when a job runs (its TTL passed while the job waited) the claim recreates
 it, so a job is never dropped for lack of a record.
