@@ -17,6 +17,7 @@ from simulator import Simulator
 from simulator.admin import SimulatorAdmin
 from simulator.server import SimulatorServer, serve_in_thread
 from worker.cli import main
+from worker.poller import CURSOR_KEY
 
 CLI = str(Path(sys.executable).with_name("sendcloud-jobs"))
 
@@ -101,3 +102,13 @@ def test_poll_without_once_or_with_bad_days_is_a_one_line_error(cli_env: dict[st
     bad_days = run_cli(cli_env, "--days", "31")
     assert bad_days.returncode == 2
     assert "--days: must be between 1 and 30, got 31" in bad_days.stderr
+
+
+def test_a_refused_poll_exits_1_and_leaves_the_cursor(
+    cli_env: dict[str, str], redis_client: redis.Redis
+) -> None:
+    failed = run_cli({**cli_env, "SENDCLOUD_API_KEY": "wrong-key-1234"})
+    assert failed.returncode == 1
+    assert "poll failed, cursor unchanged" in failed.stderr
+    assert "wrong-key-1234" not in failed.stderr + failed.stdout
+    assert redis_client.exists(CURSOR_KEY) == 0

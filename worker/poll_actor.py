@@ -26,8 +26,8 @@ import structlog
 
 from producers.contract import KEY_PREFIX, POLL_EMAIL_STATUS_ACTOR, STATUS_QUEUE
 from worker.logs import bind_job
-from worker.poller import EmailStatusPoller, PollConfig, PollSummary
-from worker.ratelimit import RateLimiter
+from worker.poller import EmailStatusPoller, PollAborted, PollConfig, PollSummary
+from worker.ratelimit import EMAIL_STATUS_LIMIT_KEY, RateLimiter
 from worker.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -77,7 +77,12 @@ def build_poller(runtime: Runtime) -> EmailStatusPoller:
         source=runtime.client(),
         redis=runtime.redis,
         config=PollConfig.from_settings(settings),
-        limiter=RateLimiter(runtime.redis, settings.poll_rate_per_minute),
+        # SendCloud counts calls per account, so the budget is per apiUser.
+        limiter=RateLimiter(
+            runtime.redis,
+            settings.poll_rate_per_minute,
+            key=f"{EMAIL_STATUS_LIMIT_KEY}:{settings.api_user}",
+        ),
     )
 
 
@@ -100,9 +105,12 @@ def declare_poll_actor(broker: dramatiq.Broker, runtime: Runtime) -> dramatiq.Ac
 
     def poll_email_status(slot: int | None = None, token: str | None = None) -> None:
         with bind_job(key=f"poll:{slot}", actor=POLL_EMAIL_STATUS_ACTOR, slot=slot):
-            summary = run_slot(runtime, slot, token)
-            if summary is not None and summary.gap is not None:
-                log.warning("poll_gap_reported", gap=summary.gap.describe())
+            try:
+                run_slot(runtime, slot, token)
+            except PollAborted as exc:
+                # Expected under sustained throttling: the next slot reads the window again.
+                # Other errors (credentials, a bad filter) propagate and dead-letter the message.
+                log.error("poll_aborted", error=str(exc))
 
     # No retries: a failed poll leaves the cursor in place and the next slot reads it all again.
     decorate = dramatiq.actor(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import redis
@@ -71,7 +72,7 @@ def run_poll(args: argparse.Namespace) -> int:
         try:
             summary = poller.poll(days=args.days)
         except (SendCloudError, PollAborted) as exc:
-            print(f"sendcloud-jobs: poll failed, cursor unchanged: {exc}")
+            print(f"sendcloud-jobs: poll failed, cursor unchanged: {exc}", file=sys.stderr)
             return 1
         finally:
             redis_client.close()
