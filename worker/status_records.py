@@ -4,6 +4,21 @@ SendCloud reports statuses as Chinese words ("送达") and times as ``YYYY-MM-DD
 China Standard Time with no offset. Consumers of the stream get stable English codes and ISO
 8601 times with the ``+08:00`` offset; the raw status word is kept next to the code so nothing
 is lost when SendCloud adds a status this table does not know (it becomes ``unknown``).
+
+Entries of ``sendcloud:results:email_status`` (every value a string, "" for none):
+
+``event="status"``, one per change of an email's (status, subStatus, modifiedTime):
+    email_id, recipient, api_user,
+    status (delivered | invalid | soft_bounce | requested | unknown), status_raw ("送达"),
+    sub_status ("406" or ""), sub_status_desc (English, from the docs' table; SendCloud's own
+    text for a code not in it), send_log,
+    request_time, modified_time (ISO 8601, ``+08:00``; passed on as sent if unreadable),
+    polled_at (ISO 8601, ``+08:00``, seconds).
+
+``event="gap"``, once per range of request dates a poll could no longer reach (over 30 days
+old after downtime; late status changes of those emails are lost):
+    gap_start, gap_end (dates, inclusive), gap_days, cursor (ISO 8601 of the last successful
+    poll), reason, polled_at.
 """
 
 from __future__ import annotations
