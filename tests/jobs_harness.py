@@ -94,6 +94,9 @@ class Stack:
         wait_until(lambda: wanted <= {r["key"] for r in self.job_records(stream)}, deadline)
         return self.job_records(stream)
 
+    def wait_until(self, predicate: Callable[[], bool], deadline: float = 30.0) -> bool:
+        return wait_until(predicate, deadline)
+
     def ledger_by_request(self) -> Counter[tuple[str | None, str]]:
         return Counter((e.send_request_id, e.phone) for e in self.sim.ledger.entries())
 
