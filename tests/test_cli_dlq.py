@@ -36,6 +36,7 @@ def test_list_shows_id_actor_key_and_reason(
         "key": "cli-1",
         "dead_at": json.loads(json.dumps(dlq_time(letter.dead_at))),
         "retries": 1,
+        "job_state": None,
         "reason": "InvalidRequestError: template does not exist (statusCode 431 from smsapi/send)",
     }
     assert main(["dlq", "list", "--queue", "sms"]) == 0
@@ -58,7 +59,7 @@ def test_replay_moves_the_message_back_to_its_queue(
     assert main(["dlq", "replay", "--queue", "sendcloud.sms"]) == 0
 
     out = capsys.readouterr().out
-    assert out.endswith("1 message(s) replayed\n")
+    assert out.endswith("1 message(s) replayed, 0 kept\n")
     assert "key=cli-2 -> sendcloud.sms" in out
     assert redis_client.hlen(f"dramatiq:{SMS_QUEUE}.msgs") == 1
     assert dlq.list_dead_letters(redis_client) == []

@@ -9,6 +9,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from producers.contract import SMS_QUEUE
+from producers.idempotency import record_key
 from worker import dlq
 from worker.errors import InvalidRequestError
 
@@ -77,9 +78,9 @@ def test_replay_reenqueues_and_empties_the_dlq(make_broker: BrokerFactory) -> No
     calls: list[dict[str, object]] = []
     dead_letter_one(broker, "k-2", calls)
 
-    replayed = dlq.replay(broker, queue=SMS_QUEUE)
+    report = dlq.replay(broker, queue=SMS_QUEUE)
 
-    assert [x.key for x in replayed] == ["k-2"]
+    assert [x.key for x in report.replayed] == ["k-2"]
     assert dlq.list_dead_letters(broker.client) == []
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     worker.start()
@@ -151,3 +152,18 @@ def test_undecodable_entry_is_listed_not_hidden(redis_client: redis.Redis) -> No
 
     assert letter.reason.startswith("undecodable message")
     assert letter.message is None
+
+
+def test_replay_keeps_letters_whose_job_already_ended(
+    make_broker: BrokerFactory, redis_client: redis.Redis
+) -> None:
+    broker = make_broker()
+    dead_letter_one(broker, "k-7", [])
+    redis_client.hset(record_key("k-7"), mapping={"state": "failed", "kind": "sms"})
+
+    report = dlq.replay(broker)
+
+    assert report.replayed == []
+    assert [(x.key, x.job_state, x.job_final) for x in report.final] == [("k-7", "failed", True)]
+    assert [x.key for x in dlq.list_dead_letters(redis_client)] == ["k-7"]
+    assert redis_client.hlen(f"dramatiq:{SMS_QUEUE}.msgs") == 0

@@ -15,11 +15,15 @@ closes that gap: right after a nack it rewrites the dead-lettered copy with a on
 never hold secrets (see worker/errors.py), so the reason is safe to store and print.
 
 Replay is safe because every job is idempotent: its payload carries the idempotency key, and
-SMS sends carry a stable sendRequestId.
+SMS sends carry a stable sendRequestId. The same idempotency means a job whose record is already
+final (it failed for good and wrote its result) would not run again, so replay leaves those in
+the DLQ and says so; the letters it does replay are those that died before their job ended
+(a bug, Redis lost mid-attempt, the poll actor).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ from dramatiq.common import q_name
 from dramatiq.message import Message
 
 from producers.contract import ALL_QUEUES
+from producers.idempotency import FINAL_STATES, record_key
 from producers.producer import BROKER_NAMESPACE as NAMESPACE
 
 log = structlog.get_logger(__name__)
@@ -91,6 +96,13 @@ class DeadLetter:
     dead_at: float  # epoch seconds
     retries: int
     message: Message | None  # None when the stored data cannot be decoded
+    #: State of the job's idempotency record (None: no record, or not a keyed job).
+    job_state: str | None = None
+
+    @property
+    def job_final(self) -> bool:
+        """The job already has its final result: a replay would not run it again."""
+        return self.job_state in FINAL_STATES
 
     @classmethod
     def parse(cls, queue: str, redis_id: str, data: bytes, score: float) -> DeadLetter:
@@ -143,7 +155,22 @@ def list_dead_letters(
             if data is not None:  # expired between the two reads
                 letters.append(DeadLetter.parse(name, _text(redis_id), data, float(score)))
     letters.sort(key=lambda letter: letter.dead_at)
-    return letters if limit is None else letters[:limit]
+    letters = letters if limit is None else letters[:limit]
+    return _with_job_states(client, letters)
+
+
+def _with_job_states(client: redis.Redis, letters: list[DeadLetter]) -> list[DeadLetter]:
+    keyed = [x for x in letters if x.key]
+    if not keyed:
+        return letters
+    pipe = client.pipeline(transaction=False)
+    for letter in keyed:
+        pipe.hget(record_key(str(letter.key)), "state")
+    states = {id(x): s for x, s in zip(keyed, pipe.execute(), strict=True)}
+    return [
+        dataclasses.replace(x, job_state=_text(states[id(x)])) if states.get(id(x)) else x
+        for x in letters
+    ]
 
 
 def count_dead_letters(client: redis.Redis, namespace: str, queue: str) -> int:
@@ -195,9 +222,17 @@ def _select(letters: Iterable[DeadLetter], ids: Sequence[str] | None) -> list[De
     return [x for x in letters if x.message_id in wanted or x.redis_id in wanted]
 
 
+@dataclass(frozen=True)
+class ReplayReport:
+    replayed: list[DeadLetter]
+    #: Left in the DLQ: their job has a final result, so the worker would not run them again
+    #: (idempotency); enqueue the job again under a new key, then purge these.
+    final: list[DeadLetter]
+
+
 def replay(
     broker: RedisBroker, *, queue: str | None = None, ids: Sequence[str] | None = None
-) -> list[DeadLetter]:
+) -> ReplayReport:
     """Re-enqueue dead letters (all of ``queue``, or those whose message id is in ``ids``).
 
     Each letter is removed from the DLQ before it is enqueued, so two operators replaying at
@@ -205,9 +240,13 @@ def replay(
     """
     client, namespace = broker.client, broker.namespace
     replayed: list[DeadLetter] = []
+    final: list[DeadLetter] = []
     for letter in _select(list_dead_letters(client, namespace=namespace, queue=queue), ids):
         if letter.message is None:
             continue  # undecodable: only purge can remove it
+        if letter.job_final:
+            final.append(letter)
+            continue
         taken = _take(client, namespace, letter)
         if taken is None:
             continue
@@ -218,7 +257,7 @@ def replay(
             raise
         log.info("dlq.replayed", queue=letter.queue, message_id=letter.message_id, key=letter.key)
         replayed.append(letter)
-    return replayed
+    return ReplayReport(replayed, final)
 
 
 def purge(

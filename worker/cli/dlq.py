@@ -1,8 +1,11 @@
 """``sendcloud-jobs dlq``: the messages that failed for good, why, and what to do with them.
 
-``dlq list`` shows each dead-lettered message: its id, actor, idempotency key, when it died and
-the reason (the error of its final attempt). ``dlq replay`` puts them back on their queue and
-removes them from the dead-letter queue; replay is safe because every job is idempotent.
+``dlq list`` shows each dead-lettered message: its id, actor, idempotency key, the state of its
+job, when it died and the reason (the error of its final attempt). ``dlq replay`` puts them back
+on their queue and removes them from the dead-letter queue; replay is safe because every job is
+idempotent. For the same reason a letter whose job already ended (``failed``: SendCloud refused
+it for good; its result is on the stream) is kept, not replayed: the worker would not run it
+again. Fix the cause, enqueue the job again under a new key, then purge the letter.
 ``dlq purge --yes`` deletes them. Each takes ``--queue`` (default: every product queue) and
 optional message ids to act on only those. Dead letters expire after 7 days (Dramatiq's TTL).
 """
@@ -32,6 +35,7 @@ def _as_dict(letter: dlq.DeadLetter) -> dict[str, Any]:
         "key": letter.key,
         "dead_at": _when(letter.dead_at),
         "retries": letter.retries,
+        "job_state": letter.job_state,
         "reason": letter.reason,
     }
 
@@ -56,10 +60,11 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"{len(letters)} dead letter(s)", title_justify="left")
     table.add_column("message id", no_wrap=True, min_width=36)  # copied into replay/purge
-    for column in ("queue", "actor", "key", "dead at", "reason"):
+    for column in ("queue", "actor", "key", "job", "dead at", "reason"):
         table.add_column(column, overflow="fold")
     for x in letters:
-        table.add_row(x.message_id, x.queue, x.actor, x.key or "-", _when(x.dead_at), x.reason)
+        job = x.job_state or "-"
+        table.add_row(x.message_id, x.queue, x.actor, x.key or "-", job, _when(x.dead_at), x.reason)
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # piped into a file or grep: no need to fold at 80
@@ -72,12 +77,18 @@ def _replay(args: argparse.Namespace) -> int:
 
     broker = make_broker(load_settings().redis_url)
     try:
-        replayed = dlq.replay(broker, queue=args.queue, ids=args.ids or None)
+        report = dlq.replay(broker, queue=args.queue, ids=args.ids or None)
     finally:
         broker.close()
-    for letter in replayed:
+    for letter in report.replayed:
         print(f"replayed {letter.message_id} {letter.actor} key={letter.key} -> {letter.queue}")
-    print(f"{len(replayed)} message(s) replayed")
+    for letter in report.final:
+        print(
+            f"kept     {letter.message_id} {letter.actor} key={letter.key}: the job already "
+            f"ended ({letter.job_state}), so a replay would not run it; enqueue it again under "
+            "a new key, then purge this letter"
+        )
+    print(f"{len(report.replayed)} message(s) replayed, {len(report.final)} kept")
     return 0
 
 
