@@ -285,6 +285,19 @@ def _status_field(pid: int, name: str) -> int | None:
     return None
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) so far; 0.0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def rss_kib(pid: int) -> int | None:
     """VmRSS of ``pid`` in KiB, or None once it is gone."""
     return _status_field(pid, "VmRSS")

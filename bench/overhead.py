@@ -14,10 +14,13 @@ Each side's n jobs are enqueued first; the rate is (n - 1) / (last - first deliv
 the simulator's ledger, so worker start-up is not counted. The figure is ``ratio`` = ours /
 bare (target >= 0.8), the median over ``--rounds`` rounds (bare and ours alternate).
 
-Where the time goes: Redis commands per job from ``INFO commandstats`` (script calls and every
-command, scripts' inner commands included) for each side, and a single-threaded in-process
-profile (cProfile, ``--profile-n`` jobs per side) attributing each job's time to Redis calls,
-the HTTP call, logging, signing and the rest.
+Where the time goes, per job and side: CPU milliseconds of the worker processes, redis-server
+and the simulator (from /proc, over the counted part of the drain); Redis commands from ``INFO
+commandstats`` (script calls, and every command with the scripts' inner ones); and a
+single-threaded in-process run of each side's job function alone (no Dramatiq, ``--profile-n``
+jobs), its CPU per job split by a cProfile CPU-time profile into Redis calls, the HTTP call,
+logging, signing and the rest. The worker's CPU per job minus the job function's is what the
+middleware (metrics, job context, time limit) and the broker's fetch/ack cost.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bench.common import (
     Target,
     WorkerGroup,
     common_arguments,
+    cpu_seconds,
     log_dir,
     mainland,
     report,
@@ -116,8 +120,12 @@ def run_side(side: str, *, redis_url: str, sim: SimHost, n: int, processes: int,
         argv = worker_command("codes", processes=processes, threads=threads,
                               module="bench.bare_app", queues=[QUEUE])
     group = WorkerGroup(side, argv, worker_env(redis_url, sim.url), logs / f"{side}.log")
+    redis_pid = int(client.info("server")["process_id"])
     client.config_resetstat()
     deadline = 120 + n / 20
+    # The first tenth warms up (worker start, one TLS context and connection per thread): the
+    # rate and CPU per job are taken over the rest.
+    warm = max(1, n // 10)
 
     def finished() -> bool:
         if sim.count("code") < n:
@@ -125,19 +133,29 @@ def run_side(side: str, *, redis_url: str, sim: SimHost, n: int, processes: int,
         return side == "bare" or client.xlen(SMS_RESULTS_STREAM) >= n
 
     with worker_groups(group):
-        done = wait_for(finished, deadline, interval=0.2)
+        warmed = wait_for(lambda: sim.count("code") >= warm, deadline, interval=0.05)
+        pids = {"worker": group.worker_pids(), "redis": [redis_pid], "simulator": [sim.pid or 0]}
+        cpu_before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        counted_from = sim.count("code")
+        done = warmed and wait_for(finished, deadline, interval=0.2)
+        cpu = {name: sum(cpu_seconds(p) for p in ps) - cpu_before[name]
+               for name, ps in pids.items()}
         calls = _command_calls(client)
     client.close()
     if not done:
         raise RuntimeError(f"{side}: {sim.count('code')}/{n} delivered within {deadline:.0f} s:"
                            f"\n{group.log_tail()}")
     times = sorted(row[3] for row in sim.entries("code"))
-    span = times[-1] - times[0]
+    span = times[-1] - times[counted_from - 1]
+    counted = len(times) - counted_from
     script_calls = calls.get("evalsha", 0) + calls.get("eval", 0)
     return {
         "delivered": len(times),
+        "counted": counted,
         "span_s": round(span, 3),
-        "jobs_per_s": round((len(times) - 1) / span, 1) if span > 0 else None,
+        "jobs_per_s": round(counted / span, 1) if span > 0 else None,
+        "cpu_ms_per_job": {name: round(seconds / counted * 1000, 3)
+                           for name, seconds in cpu.items()},
         "script_calls_per_job": round(script_calls / n, 2),
         "redis_commands_per_job": round(sum(calls.values()) / n, 2),
         "commands_per_job": {k: round(v / n, 2) for k, v in sorted(calls.items()) if v >= n / 10},
@@ -157,7 +175,11 @@ _CATEGORIES = (
 )
 
 
-def _attribute(profile: cProfile.Profile, jobs: int) -> dict[str, float]:
+def _attribute(profile: cProfile.Profile, cpu_ms: float) -> dict[str, float]:
+    """``cpu_ms`` (the unprofiled CPU per job) split in the profile's proportions.
+
+    cProfile's own overhead inflates every call, so its absolute times are not used.
+    """
     stats = pstats.Stats(profile, stream=io.StringIO())
     total = max(stats.total_tt, 1e-9)  # type: ignore[attr-defined]
     spent = dict.fromkeys((c for c, _, _ in _CATEGORIES), 0.0)
@@ -166,22 +188,27 @@ def _attribute(profile: cProfile.Profile, jobs: int) -> dict[str, float]:
             if function == name and filename.endswith(suffix):
                 spent[category] += row[3]
     spent["other"] = max(0.0, total - sum(spent.values()))
-    return {f"{k}_ms_per_job": round(v / jobs * 1000, 3) for k, v in spent.items()}
+    return {f"{k}_cpu_ms": round(v / total * cpu_ms, 3) for k, v in spent.items()}
 
 
-def _timed(call: Callable[[int], object], jobs: int, offset: int) -> tuple[float, cProfile.Profile]:
-    """Per-job ms unprofiled (first half of the range), and a profile of the second half."""
+def _timed(call: Callable[[int], object], jobs: int) -> tuple[float, float, cProfile.Profile]:
+    """Wall and CPU ms per job unprofiled (first half), and a CPU-time profile of the second half.
+
+    The process runs nothing else (the simulator and Redis are other processes), so its CPU
+    time is this thread's: the job path's own cost, without the waits for Redis and HTTP.
+    """
     half = jobs // 2
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for i in range(half):
-        call(offset + i)
-    per_job = (time.perf_counter() - start) / max(half, 1) * 1000
-    profile = cProfile.Profile()
+        call(i)
+    wall = (time.perf_counter() - wall) / max(half, 1) * 1000
+    cpu = (time.process_time() - cpu) / max(half, 1) * 1000
+    profile = cProfile.Profile(time.process_time)
     profile.enable()
     for i in range(half, jobs):
-        call(offset + i)
+        call(i)
     profile.disable()
-    return per_job, profile
+    return wall, cpu, profile
 
 
 def profile_job_paths(redis_url: str, sim: SimHost, jobs: int, logs: Path) -> dict[str, Any]:
@@ -215,18 +242,18 @@ def profile_job_paths(redis_url: str, sim: SimHost, jobs: int, logs: Path) -> di
             runner.run(job, payloads[i], uuid.uuid4().hex)
 
         bare_module = importlib.import_module("bench.bare_app")
-        ours_ms, ours_profile = _timed(ours, jobs, 0)
-        bare_ms, bare_profile = _timed(
-            lambda i: bare_module.bare_send_code.fn(_code_payload(200_000 + i)), jobs, 0)
+        ours_wall, ours_cpu, ours_profile = _timed(ours, jobs)
+        bare_wall, bare_cpu, bare_profile = _timed(
+            lambda i: bare_module.bare_send_code.fn(_code_payload(200_000 + i)), jobs)
     client.close()
-    half = jobs - jobs // 2
     return {
         "actor": SEND_CODE_ACTOR,
-        "ours_ms_per_job": round(ours_ms, 3),
-        "bare_ms_per_job": round(bare_ms, 3),
-        "serial_ratio": round(bare_ms / ours_ms, 3) if ours_ms else None,
-        "ours_profile": _attribute(ours_profile, half),
-        "bare_profile": _attribute(bare_profile, half),
+        "ours_wall_ms_per_job": round(ours_wall, 3),
+        "bare_wall_ms_per_job": round(bare_wall, 3),
+        "ours_cpu_ms_per_job": round(ours_cpu, 3),
+        "bare_cpu_ms_per_job": round(bare_cpu, 3),
+        "ours_profile": _attribute(ours_profile, ours_cpu),
+        "bare_profile": _attribute(bare_profile, bare_cpu),
     }
 
 
@@ -261,11 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ours_redis_commands_per_job": last["ours"]["redis_commands_per_job"],
         "bare_redis_commands_per_job": last["bare"]["redis_commands_per_job"],
     }
+    for side in ("ours", "bare"):
+        for name, value in last[side]["cpu_ms_per_job"].items():
+            figures[f"{side}_{name}_cpu_ms_per_job"] = value
     if profile:
-        figures["serial_ratio"] = profile["serial_ratio"]
         for side in ("ours", "bare"):
+            figures[f"{side}_job_fn_cpu_ms_per_job"] = profile[f"{side}_cpu_ms_per_job"]
             for name, value in profile[f"{side}_profile"].items():
-                figures[f"{side}_{name}"] = value
+                figures[f"{side}_job_fn_{name}"] = value
     report("overhead",
            {"n": args.n, "processes": args.processes, "threads": args.threads,
             "rounds": args.rounds, "profile_n": args.profile_n, "logs": str(logs)},
