@@ -55,6 +55,7 @@ def test_demo_runs_without_a_redis_server() -> None:
     }
     assert "44 entries: 40 valid, 2 invalid, 2 duplicates; 40 accepted" in out
     assert "the simulator delivered 43 SMS = 40 campaign numbers + 3 codes" in out
+    assert "retry reused its sendRequestId" in out
     assert "embedded (fakeredis, in memory)" in out
 
 

@@ -46,11 +46,12 @@ def facts_table(result: Any) -> Table:
     )
     sms = result.streams.get("sms", {})
     codes = sum(n for (kind, outcome), n in sms.items() if outcome == "sent" and kind != "sms")
-    table.add_row(
-        "lost reply",
-        "SendCloud's reply to the campaign's request was lost; the retry reused its "
-        "sendRequestId and SendCloud answered 'duplicate request'",
-    )
+    if sms.get(("sms", "duplicate")):
+        table.add_row(
+            "lost reply",
+            "SendCloud's reply to the campaign's request was lost; the retry reused its "
+            "sendRequestId and SendCloud answered 'duplicate request'",
+        )
     table.add_row(
         "exactly once",
         f"the simulator delivered {result.simulator_sms} SMS = {c.accepted} campaign numbers "
