@@ -34,6 +34,7 @@ on another host after its 30 s lease.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -355,66 +356,79 @@ def start_campaign(
     ).hexdigest()
     run = _Run(producer, cid, v.validate_positive_int(retention, "retention"))
     run.acquire()
+    collecting = gc.isenabled()
     try:
         resumed = _open(run, fingerprint, settings["template_id"])
+        # Every regex match allocates a GC-tracked object: with the collector on, a million
+        # numbers trigger thousands of collections and take ~3x as long. The loop makes no
+        # reference cycles, so pausing it frees nothing later than reference counting would.
+        gc.disable()
         return _stream(run, settings, phones, resumed)
     finally:
+        if collecting:
+            gc.enable()
         run.release()
 
 
 def _stream(run: _Run, settings: SmsJob, phones: Iterable[Any], resumed: bool) -> CampaignStart:
+    # The hot loop: plain locals only (no closure cells, no dict updates per number).
     normalize = v.normalize_mainland
     seen: set[int] = set()
     chunk: list[str] = []
     invalid: list[str] = []
     digest = hashlib.sha256()
-    totals = {"input": 0, "valid": 0, "invalid": 0, "duplicates": 0}
-    position = index = 0
-
-    def flush() -> None:
-        nonlocal chunk, index
-        payload: SmsJob = {
-            "key": chunk_key(run.cid, index), "template_id": settings["template_id"],
-            "phones": chunk, "vars": settings["vars"], "msg_type": settings["msg_type"],
-            "tag": settings["tag"], "enqueued_at": time.time(),
-            "campaign_id": run.cid, "chunk_index": index,
-        }
-        totals["input"] = position
-        digest.update(",".join(chunk).encode() + b"\n")
-        run.chunk(index, payload, totals, invalid)
-        chunk = []
-        index += 1
-
-    for position, raw in enumerate(phones, 1):
-        phone = normalize(raw) if isinstance(raw, str) else None
+    position = index = refused = duplicates = 0
+    for raw in phones:
+        position += 1
+        phone = normalize(raw.strip()) if type(raw) is str else None
         if phone is None:
             phone, rule = _slow_normalize(raw)
             if phone is None:
-                totals["invalid"] += 1
+                refused += 1
                 text = _raw_text(raw)
                 digest.update(f"!{text}\n".encode())
                 invalid.append(f"{position}\t{rule}\t{text}")
                 if len(invalid) >= _INVALID_BATCH:
-                    totals["input"] = position
+                    totals = _totals(position, len(seen), refused, duplicates)
                     run.progress(totals, invalid)
                 continue
-        size = len(seen)
-        seen.add(int(phone))
-        if len(seen) == size:
-            totals["duplicates"] += 1
+        number = int(phone)
+        if number in seen:
+            duplicates += 1
             continue
-        totals["valid"] += 1
+        seen.add(number)
         chunk.append(phone)
         if len(chunk) == CHUNK_SIZE:
-            flush()
+            totals = _totals(position, len(seen), refused, duplicates)
+            _flush(run, settings, index, chunk, digest, totals, invalid)
+            chunk = []
+            index += 1
     if chunk:
-        flush()
-    totals["input"] = position
-    digest.update(f"duplicates={totals['duplicates']}".encode())
+        _flush(run, settings, index, chunk, digest,
+               _totals(position, len(seen), refused, duplicates), invalid)
+        index += 1
+    totals = _totals(position, len(seen), refused, duplicates)
+    digest.update(f"duplicates={duplicates}".encode())
     run.progress(totals, invalid)
     run.seal(digest.hexdigest(), totals, index)
     return CampaignStart(run.cid, chunks=index, enqueued=run.enqueued, skipped=run.skipped,
                          resumed=resumed, **totals)
+
+
+def _totals(position: int, valid: int, refused: int, duplicates: int) -> Totals:
+    return {"input": position, "valid": valid, "invalid": refused, "duplicates": duplicates}
+
+
+def _flush(run: _Run, settings: SmsJob, index: int, chunk: list[str], digest: Any,
+           totals: Totals, invalid: list[str]) -> None:
+    payload: SmsJob = {
+        "key": chunk_key(run.cid, index), "template_id": settings["template_id"],
+        "phones": chunk, "vars": settings["vars"], "msg_type": settings["msg_type"],
+        "tag": settings["tag"], "enqueued_at": time.time(),
+        "campaign_id": run.cid, "chunk_index": index,
+    }
+    digest.update(",".join(chunk).encode() + b"\n")
+    run.chunk(index, payload, totals, invalid)
 
 
 def _slow_normalize(raw: object) -> tuple[str | None, str]:

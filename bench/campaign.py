@@ -1,0 +1,225 @@
+"""Campaign benchmark: enqueueing a million numbers, and draining them through real workers.
+
+Usage: ``.venv/bin/python -m bench.campaign [--n 1000000] [--latency 0.1] [--skip-drain]``
+
+A throwaway redis-server; the simulator over HTTP in a child process; the Procfile's ``worker``
+entry (``dramatiq worker.app --processes 2 --threads 8``) as a process group. Measured:
+
+* enqueue: ``start_campaign`` reading a file of ``--n`` lines (0.1 % invalid, 0.1 % repeated)
+  in a child process: seconds and peak RSS (``ru_maxrss``). The baseline, in another child of
+  the same run, reads the same file, cuts it into the same 2000-line chunks without validating or
+  deduplicating, and enqueues each as the same SMS message with ``broker.enqueue``. The ratios
+  to it are what to compare across machines; absolute times on this shared machine are noisy.
+* drain: the campaign's chunks sent by the workers to the simulator answering ``/smsapi/send``
+  after ``--latency`` seconds, from the first chunk claimed to the campaign's ``finished_at``
+  (both stamped in Redis), against the ideal ``ceil(N / 2000) * latency / (processes *
+  threads)``; and how often the simulator's ledger holds each number (must be exactly once).
+
+Writes bench/results/campaign.json and prints a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    REPO,
+    TEMPLATE_ID,
+    SimHost,
+    Target,
+    WorkerGroup,
+    common_arguments,
+    log_dir,
+    report,
+    throwaway_redis,
+    wait_for,
+    worker_command,
+    worker_env,
+    worker_groups,
+)
+
+CAMPAIGN_ID = "bench"
+CHUNK = 2000
+
+
+def write_numbers(path: Path, count: int, seed: int = 1) -> None:
+    """``count`` lines: mostly distinct mainland numbers, 0.1 % invalid, 0.1 % repeats."""
+    rnd = random.Random(seed)
+    with path.open("w") as out:
+        recent: list[str] = []
+        for i in range(count):
+            if i % 1000 == 500:
+                line = f"12-{i}"
+            elif i % 1000 == 999 and recent:
+                line = rnd.choice(recent)
+            else:
+                line = f"1{rnd.randint(3, 9)}{rnd.randrange(10**9):09d}"
+                if len(recent) < 1000:
+                    recent.append(line)
+            out.write(line + "\n")
+
+
+# -- children: one enqueue each, measured from inside ------------------------------------------
+
+def child(mode: str, redis_url: str, path: str) -> None:
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+
+    from producers import Producer, start_campaign
+    from producers.contract import SEND_SMS_ACTOR, SMS_QUEUE
+
+    broker = RedisBroker(url=redis_url)
+    started = time.perf_counter()
+    summary: dict[str, Any]
+    with open(path) as lines:
+        if mode == "campaign":
+            producer = Producer(broker=broker)
+            result = start_campaign(CAMPAIGN_ID, TEMPLATE_ID, lines, producer=producer)
+            summary = {"valid": result.valid, "invalid": result.invalid,
+                       "duplicates": result.duplicates, "chunks": result.chunks}
+        elif mode == "validate":
+            # The campaign's per-number work alone: normalise and deduplicate, no Redis.
+            from producers.validation import normalize_mainland
+
+            seen: set[int] = set()
+            for line in lines:
+                phone = normalize_mainland(line.strip())
+                if phone is not None:
+                    seen.add(int(phone))
+            summary = {"valid": len(seen)}
+        else:
+            chunks = 0
+            phones: list[str] = []
+            for line in lines:
+                phones.append(line.strip())
+                if len(phones) == CHUNK:
+                    _enqueue_raw(broker, dramatiq, SMS_QUEUE, SEND_SMS_ACTOR, phones, chunks)
+                    chunks, phones = chunks + 1, []
+            if phones:
+                _enqueue_raw(broker, dramatiq, SMS_QUEUE, SEND_SMS_ACTOR, phones, chunks)
+                chunks += 1
+            summary = {"chunks": chunks}
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **summary}))
+
+
+def _enqueue_raw(broker: Any, dramatiq: Any, queue: str, actor: str, phones: list[str],
+                 index: int) -> None:
+    payload = {"key": f"raw:{index}", "template_id": TEMPLATE_ID, "phones": phones,
+               "vars": None, "msg_type": 0, "tag": None, "enqueued_at": time.time(),
+               "campaign_id": "raw", "chunk_index": index}
+    broker.enqueue(dramatiq.Message(queue_name=queue, actor_name=actor, args=(payload,),
+                                    kwargs={}, options={}))
+
+
+def run_child(mode: str, redis_url: str, path: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.campaign", "--child", mode, redis_url,
+                          str(path)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         check=True, capture_output=True, text=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+# -- drain ----------------------------------------------------------------------------------------
+
+def drain(redis_url: str, latency: float, processes: int, threads: int, deadline: float,
+          logs: Path) -> dict[str, Any]:
+    import redis
+
+    from producers.campaign import campaign_key, chunk_key
+    from producers.contract import SMS_QUEUE
+
+    client = redis.Redis.from_url(redis_url)
+    meta = campaign_key(CAMPAIGN_ID)
+    chunks = int(client.hget(meta, "chunks") or 0)
+    with SimHost(latency={"/smsapi/send": latency}) as sim:
+        group = WorkerGroup(
+            "worker",
+            worker_command("worker", processes=processes, threads=threads, queues=[SMS_QUEUE]),
+            worker_env(redis_url, sim.url, LOG_LEVEL="WARNING"),
+            logs / "worker.log",
+        )
+        with worker_groups(group):
+            if not wait_for(lambda: client.hexists(meta, "finished_at"), deadline, 0.2):
+                raise RuntimeError(f"not drained in {deadline} s: {client.hgetall(meta)}\n"
+                                   f"{group.log_tail()}")
+        per_number = Counter(phone for _, phone, _, _ in sim.entries("sms"))
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(chunks):
+            pipe.hget(f"sendcloud:idem:{chunk_key(CAMPAIGN_ID, i)}", "first_attempt_at")
+        first = min(float(t) for t in pipe.execute() if t is not None)
+    seconds = float(client.hget(meta, "finished_at") or 0) - first
+    ideal = chunks * latency / (processes * threads)
+    return {
+        "drain_seconds": round(seconds, 2), "drain_ideal_seconds": round(ideal, 3),
+        "drain_ratio_to_ideal": round(seconds / ideal, 2),
+        "drain_chunks": chunks, "drain_concurrency": processes * threads,
+        "delivered_numbers": len(per_number),
+        "max_deliveries_per_number": max(per_number.values(), default=0),
+        "accepted": int(client.hget(meta, "accepted") or 0),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common_arguments(parser, n=1_000_000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument("--drain-deadline", type=float, default=900.0)
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
+    logs = log_dir(args.log_dir)
+    with throwaway_redis() as redis_url, tempfile.TemporaryDirectory() as tmp:
+        base = redis_url.rsplit("/", 1)[0]
+        path = Path(tmp) / "numbers.txt"
+        write_numbers(path, args.n)
+        baseline = run_child("baseline", f"{base}/1", path)
+        validate = run_child("validate", f"{base}/1", path)
+        campaign = run_child("campaign", f"{base}/0", path)
+        figures: dict[str, Any] = {
+            "enqueue_seconds": round(campaign["seconds"], 2),
+            "enqueue_peak_rss_mb": round(campaign["peak_rss_mb"], 1),
+            "baseline_enqueue_seconds": round(baseline["seconds"], 2),
+            "baseline_peak_rss_mb": round(baseline["peak_rss_mb"], 1),
+            "enqueue_time_ratio": round(campaign["seconds"] / baseline["seconds"], 2),
+            "enqueue_rss_ratio": round(campaign["peak_rss_mb"] / baseline["peak_rss_mb"], 2),
+            "validate_dedupe_seconds": round(validate["seconds"], 2),
+            "validate_share_of_enqueue": round(validate["seconds"] / campaign["seconds"], 2),
+            "valid": campaign["valid"], "invalid": campaign["invalid"],
+            "duplicates": campaign["duplicates"], "chunks": campaign["chunks"],
+        }
+        if not args.skip_drain:
+            figures.update(drain(f"{base}/0", args.latency, args.processes, args.threads,
+                                 args.drain_deadline, logs))
+    targets = [Target("enqueue_peak_rss_mb", "<", 200)]
+    if not args.skip_drain:
+        targets += [Target("max_deliveries_per_number", "<=", 1),
+                    Target("delivered_numbers", ">=", campaign["valid"])]
+    report("campaign",
+           {"n": args.n, "latency": args.latency, "processes": args.processes,
+            "threads": args.threads, "logs": str(logs)},
+           figures, targets, {"campaign_child": campaign, "baseline_child": baseline,
+            "validate_child": validate},
+           results_dir=args.results_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
