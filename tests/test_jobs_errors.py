@@ -321,3 +321,23 @@ def test_members_add_update_delete(stack: Stack) -> None:
     members = stack.sim.address_lists["news@lists.example.com"].members
     assert [m.member for m in members] == ["c@example.com"]
     assert stack.redis.xlen(SMS_RESULTS_STREAM) == 0
+
+
+def test_giving_up_after_lost_replies_needs_review_not_failed(stack_factory: Any) -> None:
+    stack = stack_factory(job_max_attempts=2)
+    stack.sim.faults.set("/smsapi/sendCode", drop_after_accept_rate=1.0)
+    retry_delay(stack, CODE, code("c1", mainland(1)))
+    assert run(stack, CODE, code("c1", mainland(1))) == "needs_review"
+    record = only_record(stack, "c1")
+    assert "may have been accepted" in record["message"]
+    assert stack.redis.hget("sendcloud:idem:c1", "state") == b"needs_review"
+    # SendCloud took the first request; the job must not invite a resend.
+    assert len(stack.sim.ledger.entries()) == 1
+
+
+def test_giving_up_after_definite_errors_is_failed(stack_factory: Any) -> None:
+    stack = stack_factory(job_max_attempts=2)
+    stack.sim.faults.set("/smsapi/sendCode", server_error_rate=1.0)
+    retry_delay(stack, CODE, code("c2", mainland(2)))
+    assert run(stack, CODE, code("c2", mainland(2))) == "failed"
+    assert stack.sim.ledger.entries() == []

@@ -282,8 +282,11 @@ class JobRunner:
         attempts = a.claim.attempts
         if attempts >= self.settings.job_max_attempts:
             message = f"gave up after {attempts} attempts: {_describe(exc)}"
-            if uncertain:
-                message += " (no reply to the last request: it may have been accepted)"
+            # "failed" would tell the app to send again; if any attempt may have been accepted,
+            # a person has to look first.
+            if a.job.sends_sms and (uncertain or a.claim.uncertain_since is not None):
+                return self._needs_review(a, code, message + "; an attempt got no reply and "
+                                          "may have been accepted")
             return self._end(a, "failed", code, message, error)
         delay = policy.backoff(attempts, self.settings, self.jitter)
         return self._reschedule(a, delay, error=exc, uncertain=uncertain, minimum=0.0)
