@@ -315,10 +315,13 @@ def _open(run: _Run, fingerprint: str, template_id: int) -> bool:
     if stored is not None and stored.decode() != fingerprint:
         raise CampaignConflict(run.cid, "the template, vars, msg_type or tag differ")
     if created:
-        run.redis.hset(run.meta, mapping={
-            "campaign_id": run.cid, "template_id": template_id, "state": "enqueuing",
-            "created_at": f"{time.time():.6f}", "retention": run.retention,
-        })
+        with run.redis.pipeline() as pipe:
+            pipe.hset(run.meta, mapping={
+                "campaign_id": run.cid, "template_id": template_id, "state": "enqueuing",
+                "created_at": f"{time.time():.6f}", "retention": run.retention,
+            })
+            pipe.expire(run.meta, run.retention)
+            pipe.execute()
     return not created
 
 

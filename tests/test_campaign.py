@@ -222,3 +222,18 @@ def test_campaign_finished_once_when_chunks_finish_before_the_seal(
         status = wait_finished(stack, "early")
     assert status.accepted == 4000
     assert len(finished_records(stack)) == 1
+
+
+@pytest.mark.parametrize("entries", [[], ["x", " ", "12345678901"]])
+def test_a_campaign_without_a_valid_number_finishes_at_once(
+    stack_factory: Callable[..., Stack], entries: list[str]
+) -> None:
+    stack = stack_factory()
+    start = start_campaign("empty", TEMPLATE_ID, entries, producer=stack.producer)
+    assert (start.chunks, start.invalid, start.enqueued) == (0, len(entries), 0)
+    status = campaign_status("empty", producer=stack.producer)
+    assert (status.state, status.finished, status.pending) == ("finished", True, 0)
+    [done] = finished_records(stack)
+    assert (done["valid"], done["invalid"], done["chunks"]) == ("0", str(len(entries)), "0")
+    assert [r["outcome"] for r in report_rows(stack, "empty")] == ["invalid"] * len(entries)
+    assert 0 < stack.redis.ttl("sendcloud:campaign:empty") <= 30 * 86400
