@@ -72,7 +72,7 @@ WORKER_SETTINGS = {
 
 
 def _results(client: redis.Redis) -> list[dict[str, Any]]:
-    return [decode_fields(raw) for _, raw in client.xrange(SMS_RESULTS_STREAM)]
+    return [decode_fields(raw) for _, raw in client.xrange(SMS_RESULTS_STREAM) or [] if raw]
 
 
 def _job_records(client: redis.Redis) -> list[dict[str, Any]]:
