@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -237,3 +238,26 @@ def test_a_campaign_without_a_valid_number_finishes_at_once(
     assert (done["valid"], done["invalid"], done["chunks"]) == ("0", str(len(entries)), "0")
     assert [r["outcome"] for r in report_rows(stack, "empty")] == ["invalid"] * len(entries)
     assert 0 < stack.redis.ttl("sendcloud:campaign:empty") <= 30 * 86400
+
+
+def test_cancel_never_calls_a_possibly_sent_chunk_cancelled(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    """Chunk 0's worker died mid-send before the cancel: it may have gone out, so it is resent
+    under the same sendRequestId to learn the truth; chunk 1 never started and is cancelled."""
+    stack = stack_factory()
+    start_campaign("half", TEMPLATE_ID, [mainland(i) for i in range(4000)],
+                   producer=stack.producer)
+    # A worker claimed chunk 0 long enough ago that its lease ran out, and never came back.
+    stale = time.time() - stack.settings.job_lease - 1
+    stack.runner.ledger.claim(chunk_key("half", 0), "dead-worker", stale, kind="sms")
+    cancel_campaign("half", producer=stack.producer)
+
+    with stack.running(threads=2):
+        status = wait_finished(stack, "half")
+
+    outcomes = {r["chunk_index"]: r["outcome"] for r in stack.job_records()
+                if r.get("kind") == "sms"}
+    assert outcomes == {"0": "sent", "1": "cancelled"}
+    assert (status.accepted, status.cancelled) == (2000, 2000)
+    assert len(stack.sim.ledger.entries()) == 2000
