@@ -1,0 +1,50 @@
+"""The benchmarks still run: each at a tiny size, writing well-formed JSON with its figures.
+
+Nothing here is timed; the figures' values are the benchmarks' business, their presence is ours.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import isolation, memory, overhead
+from bench.run import rows_of
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists(),
+    reason="the benchmarks need a real redis-server",
+)
+
+EXPECTED: dict[str, tuple[Callable[[Sequence[str] | None], int], list[str], set[str]]] = {
+    "overhead": (overhead.main, ["--n", "60", "--profile-n", "20"],
+                 {"ours_jobs_per_s", "bare_jobs_per_s", "ratio", "ours_worker_cpu_ms_per_job",
+                  "ours_script_calls_per_job", "ours_job_fn_redis_cpu_ms"}),
+    "isolation": (isolation.main, ["--n", "4000", "--codes", "5", "--interval", "0.02"],
+                  {"idle_p50_ms", "idle_p99_ms", "loaded_p50_ms", "loaded_p99_ms",
+                   "loaded_pickup_p99_ms", "loaded_send_p99_ms", "campaign_drain_s"}),
+    "memory": (memory.main, ["--n", "300", "--sample-every", "0.1"],
+               {"rss_at_10pct_mib", "rss_at_50pct_mib", "rss_at_100pct_mib",
+                "growth_50_100_pct", "processes"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bench_writes_its_figures(name: str, tmp_path: Path) -> None:
+    main, argv, figures = EXPECTED[name]
+    assert main([*argv, "--results-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs")]) == 0
+    document: dict[str, Any] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert document["bench"] == name
+    assert {"params", "figures", "targets", "details", "machine"} <= set(document)
+    assert figures <= set(document["figures"])
+    for figure in figures:
+        assert isinstance(document["figures"][figure], int | float), figure
+    for target in document["targets"].values():
+        assert target["met"] in (True, False)
+    rows = rows_of(name, document)
+    assert {row[1] for row in rows} >= figures
