@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from bench.common import (
     REPO,
     TEMPLATE_ID,
@@ -136,8 +138,6 @@ def run_child(mode: str, redis_url: str, path: Path) -> dict[str, Any]:
 
 def drain(redis_url: str, latency: float, processes: int, threads: int, deadline: float,
           logs: Path) -> dict[str, Any]:
-    import redis
-
     from producers.campaign import campaign_key, chunk_key
     from producers.contract import SMS_QUEUE
 
@@ -172,6 +172,10 @@ def drain(redis_url: str, latency: float, processes: int, threads: int, deadline
     }
 
 
+def _redis_mb(client: redis.Redis) -> float:
+    return round(int(client.info("memory")["used_memory"]) / 2**20, 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_arguments(parser, n=1_000_000)
@@ -192,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_numbers(path, args.n)
         baseline = run_child("baseline", f"{base}/1", path)
         validate = run_child("validate", f"{base}/1", path)
+        client = redis.Redis.from_url(f"{base}/1")
+        client.flushdb()  # the baseline's messages; what Redis holds next is the campaign's
         campaign = run_child("campaign", f"{base}/0", path)
         figures: dict[str, Any] = {
             "enqueue_seconds": round(campaign["seconds"], 2),
@@ -205,9 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "valid": campaign["valid"], "invalid": campaign["invalid"],
             "duplicates": campaign["duplicates"], "chunks": campaign["chunks"],
         }
+        figures["redis_mb_after_enqueue"] = _redis_mb(client)
         if not args.skip_drain:
             figures.update(drain(f"{base}/0", args.latency, args.processes, args.threads,
                                  args.drain_deadline, logs))
+            figures["redis_mb_after_drain"] = _redis_mb(client)
     targets = [Target("enqueue_peak_rss_mb", "<", 200)]
     if not args.skip_drain:
         targets += [Target("max_deliveries_per_number", "<=", 1),

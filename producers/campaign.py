@@ -15,7 +15,9 @@ after the campaign's last write):
 ``<c>:phones``     hash: chunk index → its numbers, comma-separated (the report's source)
 ``<c>:enqueued``   bitmap: bit i set only after ``broker.enqueue`` of chunk i returned
 ``<c>:done``       bitmap: bit i set by the worker script that counted chunk i (see worker.campaign)
-``<c>:results``    hash: chunk index → its final summary and per-recipient outcomes
+``<c>:results``    hash: chunk index → its final outcome, statusCode and message; the
+                   per-recipient outcomes are in the chunk job's idempotency record
+                   (``result``), kept by the worker as long as the campaign
 ``<c>:invalid``    list: ``<position>\\t<rule>\\t<raw>`` per refused entry, in input order
 ``<c>:lock``       which producer process is enqueueing now
 

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from producers.campaign import campaign_key, validate_campaign_id
+from producers.campaign import campaign_key, chunk_key, validate_campaign_id
+from producers.idempotency import FIELD_RESULT, record_key
 from producers.producer import Producer, default_producer
 
 _COUNTERS = ("input", "valid", "invalid", "duplicates", "chunks_done", "accepted", "failed",
@@ -122,11 +123,13 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
         with producer.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(f"{meta}:phones", indexes)
             pipe.hmget(f"{meta}:results", indexes)
-            phones_list, results = pipe.execute()
-        for phones_csv, result in zip(phones_list, results, strict=True):
+            for index in indexes:
+                pipe.hget(record_key(chunk_key(campaign_id, index)), FIELD_RESULT)
+            phones_list, summaries, *records = pipe.execute()
+        for phones_csv, summary, record in zip(phones_list, summaries, records, strict=True):
             if phones_csv is None:
                 continue  # recorded by no run yet (the producer is still reading)
-            for row in _chunk_rows(_text(phones_csv).split(","), result):
+            for row in _chunk_rows(_text(phones_csv).split(","), summary, record):
                 writer.writerow(row)
                 rows += 1
     invalid_key = f"{meta}:invalid"
@@ -141,19 +144,22 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
 Row = tuple[str, str, str, str, str]
 
 
-def _chunk_rows(phones: list[str], result: bytes | None) -> Iterable[Row]:
-    if result is None:
+def _chunk_rows(phones: list[str], summary_text: bytes | None, record_text: bytes | None
+                ) -> Iterable[Row]:
+    """A chunk's rows: from its job's final record (per recipient) when the worker counted it,
+    else ``pending``."""
+    if summary_text is None:
         for phone in phones:
             yield phone, "pending", "", "", ""
         return
-    summary_text, _, recipients_text = _text(result).partition("\n")
     summary = json.loads(summary_text)
     by_phone: dict[str, dict[str, Any]] = {}
     try:
-        decoded = json.loads(recipients_text or "[]")
+        record = json.loads(record_text) if record_text is not None else {}
     except ValueError:
-        decoded = []
-    for item in decoded if isinstance(decoded, list) else []:
+        record = {}
+    recipients = record.get("recipients") if isinstance(record, dict) else None
+    for item in recipients if isinstance(recipients, list) else []:
         if isinstance(item, dict) and item.get("phone"):
             by_phone[str(item["phone"])] = item
     chunk_outcome = str(summary.get("outcome") or "")

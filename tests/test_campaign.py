@@ -23,6 +23,7 @@ from producers import (
 from producers.campaign import chunk_key
 from producers.campaign_report import CampaignStatus
 from producers.contract import SMS_QUEUE
+from producers.idempotency import record_key
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack
 
 
@@ -93,6 +94,8 @@ def test_campaign_sends_every_valid_number_once_and_reports_each(
     assert [r["phone"] for r in invalid] == ["12345", "", "abc"]
     assert invalid[0]["message"].startswith("input entry 101: must be a mainland mobile number")
     assert invalid[1]["message"] == "input entry 4503: is empty"
+    # The chunks' job records, which hold the recipients, live as long as the campaign.
+    assert stack.redis.ttl(record_key(chunk_key("spring-sale", 0))) > 29 * 86400
 
 
 def test_repeat_with_same_input_enqueues_nothing_and_different_input_conflicts(

@@ -18,7 +18,10 @@ message waited) adds its numbers once.
 Per chunk it adds, in the campaign hash ``<c>``: ``chunks_done`` +1 and each recipient to one of
 ``accepted`` (sent, duplicate), ``failed`` (failed, expired), ``cancelled`` or ``review``
 (needs_review, or anything unforeseen); recipients the result does not list get the chunk's own
-outcome. It stores the chunk's summary and recipients in ``<c>:results`` for the report.
+outcome. It stores the chunk's outcome, statusCode and message in ``<c>:results``, and extends
+the job's idempotency record, whose ``result`` holds the per-recipient outcomes and smsIds the
+report reads, to the campaign's retention (rather than keeping a second copy of ~140 bytes per
+recipient).
 
 Completion: when ``chunks_done`` reaches the sealed chunk count, the same script appends the one
 ``campaign_finished`` record (guarded by the ``finished_at`` field; Redis runs scripts one at a
@@ -39,6 +42,7 @@ from typing import Any
 import redis
 
 from producers.campaign import COMPLETE_LUA, campaign_key
+from producers.idempotency import RECORD_PREFIX
 
 CANCELLED_MESSAGE = "the campaign was cancelled before this chunk was sent"
 
@@ -87,13 +91,17 @@ local function sendcloud_campaign_account(fields, stream, maxlen, now)
     for name, n in pairs(counts) do
         if n > 0 then redis.call('HINCRBY', meta, name, n) end
     end
-    local summary = cjson.encode({outcome = outcome, status_code = rec['status_code'] or '',
-        message = rec['message'] or ''})
-    redis.call('HSET', meta .. ':results', idx, summary .. '\\n' .. (text ~= '' and text or '[]'))
+    redis.call('HSET', meta .. ':results', idx, cjson.encode({outcome = outcome,
+        status_code = rec['status_code'] or '', message = rec['message'] or ''}))
     local retention = redis.call('HGET', meta, 'retention')
     if retention then
         for _, key in ipairs({meta, meta .. ':done', meta .. ':results'}) do
             redis.call('EXPIRE', key, retention)
+        end
+        -- The job's own record keeps the recipients the report reads: no second copy of them.
+        local record = '""" + RECORD_PREFIX + """' .. (rec['key'] or '')
+        if redis.call('TTL', record) < tonumber(retention) then
+            redis.call('EXPIRE', record, retention)
         end
     end
     return sendcloud_campaign_complete(meta, stream, maxlen, now)
