@@ -165,6 +165,17 @@ def test_reconfiguring_replaces_the_handler(configured: Callable[..., io.StringI
     assert old.getvalue() == "" and len(json_lines(new)) == 1
 
 
+def test_a_plain_handler_on_the_same_stream_is_replaced(restore_logging: None) -> None:
+    # The `dramatiq` command calls basicConfig on the stream our handler then uses.
+    stream = io.StringIO()
+    plain = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(plain)
+    configure_logging(make_settings(log_format="json", log_level="INFO"), stream=stream)
+    logging.getLogger("dramatiq.worker").info("booted")
+    assert plain not in logging.getLogger().handlers
+    assert [line["event"] for line in json_lines(stream)] == ["booted"]
+
+
 def test_bound_job_is_per_thread(configured: Callable[..., io.StringIO]) -> None:
     stream = configured("json")
     log = structlog.get_logger("test")

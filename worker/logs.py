@@ -94,12 +94,21 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
             _renderer(settings.log_format),
         ],
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    target = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(target)
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
 
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+    # Our earlier handler, and any plain handler on the same stream (the `dramatiq` command's
+    # basicConfig one writes to the same pipe): two handlers there would print each line twice,
+    # once without redaction.
+    replaced = [
+        h for h in root.handlers
+        if getattr(h, _HANDLER_MARK, False)
+        or (type(h) is logging.StreamHandler and h.stream is target)
+    ]
+    for old in replaced:
         root.removeHandler(old)
         old.close()  # StreamHandler.close() leaves the stream itself open
     root.addHandler(handler)
