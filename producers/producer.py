@@ -44,6 +44,7 @@ from producers.contract import (
     SmsJob,
     VoiceCodeJob,
 )
+from producers.errors import ProducerValidationError
 from producers.idempotency import DEFAULT_TTL, IdempotencyStore, payload_hash
 
 if TYPE_CHECKING:
@@ -65,6 +66,22 @@ _MEMBER_KINDS: dict[MembersOp, Kind] = {
 
 def redis_url_from_env() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def _seconds_from_env(name: str, default: int) -> int:
+    """The default producer honours the same variables as the workers."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ProducerValidationError(
+            name, f"must be a whole number of seconds, got {raw!r}"
+        ) from None
+    if value < 1:
+        raise ProducerValidationError(name, f"must be at least 1, got {value}")
+    return value
 
 
 def new_key(kind: Kind) -> str:
@@ -367,7 +384,10 @@ def default_producer() -> Producer:
     if _default is None:
         with _default_lock:
             if _default is None:
-                _default = Producer()
+                _default = Producer(
+                    idempotency_ttl=_seconds_from_env("SENDCLOUD_IDEMPOTENCY_TTL", DEFAULT_TTL),
+                    code_expiry=_seconds_from_env("SENDCLOUD_CODE_EXPIRY", DEFAULT_CODE_EXPIRY),
+                )
     return _default
 
 

@@ -290,3 +290,35 @@ def test_invalid_member_deep_in_a_large_call_enqueues_no_part(
         make_producer().add_members(ADDRESS, members, idempotency_key="big")
     assert info.value.field == "members[1499]"
     assert redis_client.keys("*") == []
+
+
+def test_the_default_producer_reads_the_workers_ttl_and_expiry_variables(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SENDCLOUD_IDEMPOTENCY_TTL", "7200")
+    monkeypatch.setenv("SENDCLOUD_CODE_EXPIRY", "120")
+    previous = producers.set_default_producer(None)
+    try:
+        key = producers.send_code("13812345678", "1234", sign_id=1)
+        assert 7000 < redis_client.ttl(record_key(key)) <= 7200
+        [raw] = queued(redis_client, CODES_QUEUE)
+        payload = raw["args"][0]
+        assert payload["expires_at"] - payload["enqueued_at"] == pytest.approx(120)
+    finally:
+        created = producers.set_default_producer(previous)
+        if created is not None:
+            created.close()
+
+
+def test_a_malformed_ttl_variable_is_named(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SENDCLOUD_IDEMPOTENCY_TTL", "a day")
+    previous = producers.set_default_producer(None)
+    try:
+        with pytest.raises(ValueError, match="SENDCLOUD_IDEMPOTENCY_TTL"):
+            producers.send_code("13812345678", "1234", sign_id=1)
+    finally:
+        producers.set_default_producer(previous)
