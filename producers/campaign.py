@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from redis.exceptions import WatchError
 
 from producers import validation as v
 from producers.contract import KEY_PREFIX, SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM, SmsJob
@@ -76,13 +77,24 @@ local function sendcloud_campaign_complete(meta, stream, maxlen, now)
         return false
     end
     redis.call('HSET', meta, 'finished_at', now, 'state', 'finished')
+    local cid = f[4] or ''
     return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*',
-        'key', 'campaign:' .. f[4], 'kind', 'campaign', 'outcome', 'campaign_finished',
-        'campaign_id', f[4], 'input', f[5] or '0', 'valid', f[6] or '0', 'invalid', f[7] or '0',
+        'key', 'campaign:' .. cid, 'kind', 'campaign', 'outcome', 'campaign_finished',
+        'campaign_id', cid, 'input', f[5] or '0', 'valid', f[6] or '0', 'invalid', f[7] or '0',
         'duplicates', f[8] or '0', 'chunks', f[1], 'accepted', f[9] or '0', 'failed', f[10] or '0',
         'cancelled', f[11] or '0', 'needs_review', f[12] or '0',
         'cancel_requested', f[13] and '1' or '0', 'finished_at', now)
 end
+"""
+
+# KEYS: meta. ARGV: fingerprint, campaign_id, template_id, now, retention.
+_OPEN_LUA = """
+local stored = redis.call('HGET', KEYS[1], 'fingerprint')
+if stored then return {0, stored} end
+redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'campaign_id', ARGV[2],
+    'template_id', ARGV[3], 'state', 'enqueuing', 'created_at', ARGV[4], 'retention', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return {1, ARGV[1]}
 """
 
 # KEYS: meta, phones, enqueued, lock. ARGV: index, csv, token, lease_ms, retention.
@@ -237,7 +249,7 @@ class _Run:
                     try:
                         pipe.execute()
                         return
-                    except Exception:  # WatchError: someone else moved first
+                    except WatchError:  # another resumer moved first
                         pass
         raise CampaignBusy(self.cid, _describe(self.redis.get(self.lock)))
 
@@ -304,27 +316,26 @@ class _Run:
                 self.retention]
         if int(self._seal(keys=keys, args=args)) == -1:
             raise CampaignConflict(self.cid, "the list of numbers differs")
-        for suffix in ("", ":phones", ":enqueued", ":invalid"):
-            self.redis.expire(self.meta + suffix, self.retention)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for suffix in ("", ":phones", ":enqueued", ":invalid"):
+                pipe.expire(self.meta + suffix, self.retention)
+            pipe.execute()
 
 
 def _open(run: _Run, fingerprint: str, template_id: int) -> bool:
-    """Record the settings on first start; True if the campaign already existed."""
-    with run.redis.pipeline() as pipe:
-        pipe.hsetnx(run.meta, "fingerprint", fingerprint)
-        pipe.hget(run.meta, "fingerprint")
-        created, stored = pipe.execute()[:2]
-    if stored is not None and stored.decode() != fingerprint:
+    """Record the settings on first start (one script: never half-written); True if the
+    campaign already existed."""
+    created, stored = run.redis.eval(
+        _OPEN_LUA, 1, run.meta, fingerprint, run.cid, template_id, f"{time.time():.6f}",
+        run.retention,
+    )
+    if _text(stored) != fingerprint:
         raise CampaignConflict(run.cid, "the template, vars, msg_type or tag differ")
-    if created:
-        with run.redis.pipeline() as pipe:
-            pipe.hset(run.meta, mapping={
-                "campaign_id": run.cid, "template_id": template_id, "state": "enqueuing",
-                "created_at": f"{time.time():.6f}", "retention": run.retention,
-            })
-            pipe.expire(run.meta, run.retention)
-            pipe.execute()
-    return not created
+    return not int(created)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def start_campaign(

@@ -12,6 +12,7 @@ from typing import Any
 
 import dramatiq
 import pytest
+import redis
 
 from producers import (
     CampaignConflict,
@@ -25,6 +26,7 @@ from producers.campaign_report import CampaignStatus
 from producers.contract import SMS_QUEUE
 from producers.idempotency import record_key
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack
+from worker.idempotency import JobLedger
 
 
 @pytest.fixture
@@ -264,3 +266,24 @@ def test_cancel_never_calls_a_possibly_sent_chunk_cancelled(
     assert outcomes == {"0": "sent", "1": "cancelled"}
     assert (status.accepted, status.cancelled) == (2000, 2000)
     assert len(stack.sim.ledger.entries()) == 2000
+
+
+def test_the_finish_script_survives_odd_campaign_fields(redis_client: redis.Redis) -> None:
+    ledger = JobLedger(redis_client, lease=10, ttl=3600, maxlen=1000)
+    stack_meta = "sendcloud:campaign:odd"
+    redis_client.hset(stack_meta, mapping={"campaign_id": "odd", "chunks": 1, "retention": 60})
+    odd_records: list[dict[str, Any]] = [
+        {"campaign_id": "unknown", "chunk_index": 0},
+        {"campaign_id": "odd", "chunk_index": "x"},
+        {"campaign_id": "odd", "chunk_index": -1},
+        {"campaign_id": "odd", "chunk_index": 0, "recipients": "not json"},
+    ]
+    for i, extra in enumerate(odd_records):
+        key = f"odd-{i}"
+        ledger.claim(key, "m", time.time(), kind="sms")
+        record = {"key": key, "kind": "sms", "outcome": "sent", **extra}
+        assert ledger.finish(key, "m", time.time(), outcome="sent", stream="s", record=record)
+    # Only the last one names a real chunk; unreadable recipients leave the chunk's own outcome.
+    fields = redis_client.hgetall(stack_meta)
+    assert (fields[b"chunks_done"], fields.get(b"review"), fields[b"state"]) == (
+        b"1", None, b"finished")

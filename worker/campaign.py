@@ -47,7 +47,9 @@ from producers.idempotency import RECORD_PREFIX
 CANCELLED_MESSAGE = "the campaign was cancelled before this chunk was sent"
 
 # A Lua function for the finish script. fields: the flat record (name, value, name, value...).
-# Returns the campaign_finished entry id, or false.
+# Returns the campaign_finished entry id, or false. It must never raise: it runs after the job's
+# final state is written, so odd input (no such campaign, a bad index, unreadable recipients)
+# is skipped or counted as needing review, never an error.
 ACCOUNT_LUA = COMPLETE_LUA + """
 local sendcloud_campaign_classes = {sent = 'accepted', duplicate = 'accepted',
     failed = 'failed', expired = 'failed', cancelled = 'cancelled', needs_review = 'review'}
@@ -55,10 +57,11 @@ local function sendcloud_campaign_account(fields, stream, maxlen, now)
     local rec = {}
     for i = 1, #fields - 1, 2 do rec[fields[i]] = fields[i + 1] end
     local cid, idx = rec['campaign_id'], rec['chunk_index']
-    if (not cid) or cid == '' or (not idx) or idx == '' then return false end
+    local bit = tonumber(idx or '')
+    if (not cid) or cid == '' or (not bit) or bit < 0 or bit % 1 ~= 0 then return false end
     local meta = '""" + campaign_key("") + """' .. cid
     if redis.call('EXISTS', meta) == 0 then return false end
-    if redis.call('SETBIT', meta .. ':done', tonumber(idx), 1) == 1 then return false end
+    if redis.call('SETBIT', meta .. ':done', bit, 1) == 1 then return false end
     local outcome = rec['outcome'] or ''
     local recipients = {}
     local text = rec['recipients'] or ''
@@ -93,14 +96,14 @@ local function sendcloud_campaign_account(fields, stream, maxlen, now)
     end
     redis.call('HSET', meta .. ':results', idx, cjson.encode({outcome = outcome,
         status_code = rec['status_code'] or '', message = rec['message'] or ''}))
-    local retention = redis.call('HGET', meta, 'retention')
+    local retention = tonumber(redis.call('HGET', meta, 'retention') or '')
     if retention then
         for _, key in ipairs({meta, meta .. ':done', meta .. ':results'}) do
             redis.call('EXPIRE', key, retention)
         end
         -- The job's own record keeps the recipients the report reads: no second copy of them.
         local record = '""" + RECORD_PREFIX + """' .. (rec['key'] or '')
-        if redis.call('TTL', record) < tonumber(retention) then
+        if redis.call('TTL', record) < retention then
             redis.call('EXPIRE', record, retention)
         end
     end
