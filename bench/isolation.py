@@ -25,6 +25,7 @@ import argparse
 import multiprocessing
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import redis
@@ -99,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between codes")
     parser.add_argument("--sms-latency", type=float, default=0.1,
                         help="simulator latency of /smsapi/send, seconds")
+    parser.add_argument("--own-code-simulator", action="store_true",
+                        help="serve codes from a second simulator process, so the bulk sends "
+                        "do not queue the codes behind them inside one simulator")
     parser.add_argument("--worker-timeout", type=int, default=None, metavar="MS",
                         help="dramatiq_worker_timeout of the codes group (default: Dramatiq's)")
     args = parser.parse_args(argv)
@@ -106,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle: dict[str, float] = {}
     loaded: dict[str, float] = {}
     campaign: dict[str, Any] = {}
-    with throwaway_redis() as redis_url, SimHost(latency={"/smsapi/send": args.sms_latency}) as sim:
+    with (throwaway_redis() as redis_url,
+          SimHost(latency={"/smsapi/send": args.sms_latency}) as bulk_sim,
+          (SimHost() if args.own_code_simulator else nullcontext(bulk_sim)) as sim):
         client = redis.Redis.from_url(redis_url)
-        env = worker_env(redis_url, sim.url)
+        env = worker_env(redis_url, bulk_sim.url)
         codes_env = worker_env(redis_url, sim.url)
         if args.worker_timeout is not None:
             codes_env["dramatiq_worker_timeout"] = str(args.worker_timeout)
@@ -135,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             enqueuer = context.Process(target=_enqueue_campaign, args=(redis_url, args.n))
             started = time.time()
             enqueuer.start()
-            if not wait_for(lambda: sim.count("sms") > 0, 120):
+            if not wait_for(lambda: bulk_sim.count("sms") > 0, 120):
                 raise RuntimeError(f"the campaign never started sending:\n{worker.log_tail()}")
             drain_started = time.time()
             index = args.codes
@@ -152,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise RuntimeError(f"loaded codes not all delivered:\n{codes.log_tail()}")
             status = campaign_status(CAMPAIGN_ID, producer=producer)
             campaign = {"numbers": args.n, "accepted": status.accepted, "chunks": status.chunks,
-                        "delivered_sms": sim.count("sms"),
+                        "delivered_sms": bulk_sim.count("sms"),
                         "start_to_finish_s": round(finished - started, 2),
                         "drain_s": round(finished - drain_started, 2)}
         producer.close()
@@ -183,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report("isolation",
            {"n": args.n, "codes": args.codes, "interval": args.interval,
             "sms_latency": args.sms_latency, "worker_timeout_ms": args.worker_timeout,
+            "own_code_simulator": args.own_code_simulator,
             "worker": " ".join(worker.argv[3:]), "codes_command": " ".join(codes.argv[3:]),
             "logs": str(logs)},
            figures, [Target("loaded_p99_ms", "<", 250)],
