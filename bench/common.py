@@ -498,7 +498,14 @@ def report(name: str, params: Mapping[str, Any], figures: Mapping[str, Any],
     return path
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit, so ``with``/``finally`` blocks stop workers, Redis and the
+    simulator instead of orphaning them."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def common_arguments(parser: Any, *, n: int) -> None:
+    exit_on_sigterm()
     parser.add_argument("--n", type=int, default=n, help=f"jobs (default {n})")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where <name>.json goes (default bench/results)")
