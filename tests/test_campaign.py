@@ -183,8 +183,7 @@ def test_report_shows_pending_numbers_before_workers_run(
     stack_factory: Callable[..., Stack],
 ) -> None:
     stack = stack_factory()
-    start_campaign("later", TEMPLATE_ID, [mainland(i) for i in range(2500)] + ["x"],
-                   producer=stack.producer)
+    stack.producer.start_campaign("later", TEMPLATE_ID, [mainland(i) for i in range(2500)] + ["x"])
     status = campaign_status("later", producer=stack.producer)
     assert (status.state, status.sealed, status.chunks_enqueued, status.pending) == (
         "enqueued", True, 2, 2500)

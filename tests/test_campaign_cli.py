@@ -74,6 +74,19 @@ def test_user_mistakes_are_one_line_and_status_2(
     assert "FILE: cannot read" in capsys.readouterr().err
 
 
+def test_status_watch_returns_once_the_campaign_has_finished(
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "junk.txt"
+    source.write_text("not a number\n12345\n")
+    assert main(["campaign", "start", "junk", str(source), "--template-id", "9"]) == 0
+    assert main(["campaign", "status", "junk", "--watch", "--interval", "0.01"]) == 0
+    assert "campaign junk: finished" in capsys.readouterr().out
+    report = tmp_path / "report.csv"
+    assert main(["campaign", "report", "junk", "-o", str(report)]) == 0
+    assert [r["outcome"] for r in csv.DictReader(report.open())] == ["invalid", "invalid"]
+
+
 def test_read_numbers_lines_and_columns() -> None:
     text = "\ufeff13700000001\n\n  13700000002 \r\nbad\n"
     seen: list[int] = []
