@@ -177,6 +177,8 @@ def test_cancel_ends_unsent_chunks_as_cancelled(stack_factory: Callable[..., Sta
     rows = report_rows(stack, "stop-me")
     assert len(rows) == 5000 and {r["outcome"] for r in rows} == {"cancelled"}
     assert {r["message"] for r in rows} == {"the campaign was cancelled before this chunk was sent"}
+    chunk_records = [r for r in stack.job_records() if r.get("kind") == "sms"]
+    assert {p["outcome"] for r in chunk_records for p in r["recipients"]} == {"cancelled"}
 
 
 def test_report_shows_pending_numbers_before_workers_run(

@@ -105,12 +105,18 @@ def recipients_of_result(phones: Sequence[str], result: SmsResult) -> list[Recor
     """
     refused = {f.phone: f.message for f in result.failed}
     accepted = [p for p in phones if p not in refused]
+    # Look phones up by the id's tail instead of scanning: a 2000-number chunk would otherwise
+    # cost millions of comparisons. The tail may carry a country prefix, so try each length.
+    waiting = {p.lstrip("+"): p for p in accepted}
+    lengths = sorted({len(k) for k in waiting}, reverse=True)
     by_phone: dict[str, str] = {}
     unmatched: list[str] = []
     for sms_id in result.sms_ids:
         tail = sms_id.rpartition("$")[2]
-        phone = next((p for p in accepted if p not in by_phone and tail.endswith(p.lstrip("+"))),
-                     None)
+        phone = None
+        for n in lengths:
+            if len(tail) >= n and (phone := waiting.pop(tail[-n:], None)) is not None:
+                break
         if phone is None:
             unmatched.append(sms_id)
         else:

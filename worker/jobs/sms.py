@@ -29,7 +29,7 @@ RECIPIENT_OUTCOMES = {
     "duplicate": "duplicate",
     "expired": "expired",
     "needs_review": "needs_review",
-    "cancelled": "failed",
+    "cancelled": "cancelled",
 }
 
 
