@@ -111,3 +111,15 @@ def test_results_get_prints_the_record(capsys: pytest.CaptureFixture[str]) -> No
     assert (
         capsys.readouterr().err == "sendcloud-jobs: no job with key 'nope' (unknown or expired)\n"
     )
+
+
+@pytest.mark.parametrize("prefix", [["enqueue"], []])
+def test_code_enqueues_on_the_codes_queue_with_or_without_enqueue(
+    prefix: list[str], redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*prefix, "code", "--phone", "13800000000", "--code", "4321", "--sign-id", "3"]
+    assert main(argv) == 0
+    key = capsys.readouterr().out.strip()
+    [message] = queued(redis_client, CODES_QUEUE)
+    assert message.args[0]["key"] == key
+    assert (message.args[0]["code"], message.args[0]["sign_id"]) == ("4321", 3)

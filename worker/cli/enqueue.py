@@ -174,8 +174,12 @@ def register(subparsers: Any) -> None:
         help="enqueue one job (sms, code, voice, members) and print its idempotency key",
         description=__doc__,
     )
-    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    _add_job_commands(parser.add_subparsers(dest="kind", metavar="KIND", required=True))
+    # The same commands at the top level: `sendcloud-jobs code ...` reads as what it does.
+    _add_job_commands(subparsers)
 
+
+def _add_job_commands(kinds: Any) -> None:
     sms = kinds.add_parser("sms", help="a template SMS to up to 2000 phones")
     sms.add_argument("--template-id", type=int, required=True)
     sms.add_argument(
