@@ -230,8 +230,14 @@ def worker_command(entry: str, *, processes: int | None = None, threads: int | N
     ``module`` swaps the app module (the bare baseline runs the same command on its own app).
     """
     argv = shlex.split(procfile_entries()[entry])
-    if argv[0] != "dramatiq":
-        raise ValueError(f"Procfile entry {entry!r} does not run dramatiq: {argv[0]!r}")
+    # The Procfile gives each entry its own metrics port and directory (`env NAME=value ...`);
+    # every group started here gets its own through its environment instead.
+    if argv and argv[0] == "env":
+        argv = argv[1:]
+        while argv and "=" in argv[0] and not argv[0].startswith("-"):
+            argv = argv[1:]
+    if not argv or argv[0] != "dramatiq":
+        raise ValueError(f"Procfile entry {entry!r} does not run dramatiq: {argv[:1]!r}")
     if module is not None:
         argv[1] = module
     if processes is not None:

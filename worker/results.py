@@ -17,8 +17,8 @@ message         SendCloud's message, or why the job ended without a reply
 sms_ids         JSON list of the smsIds SendCloud returned
 recipients      JSON list, one per phone: ``{phone, outcome, sms_id, status_code, message}``;
                 ``outcome`` is ``sent`` | ``failed`` | ``duplicate`` | ``expired`` |
-                ``needs_review``; in a 311 partial success each refused phone carries
-                SendCloud's own reason in ``message``
+                ``needs_review`` | ``cancelled``; in a 311 partial success each refused
+                phone carries SendCloud's own reason in ``message``
 attempts        how many attempts claimed the job
 finished_at     ISO 8601 UTC, e.g. ``2024-11-22T19:30:00.123456+00:00``
 campaign_id     only for a campaign chunk, with ``chunk_index``
