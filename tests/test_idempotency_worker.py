@@ -199,3 +199,14 @@ def test_job_settings_are_read_from_the_environment() -> None:
         Settings.from_env({"SENDCLOUD_DEDUP_SAFETY_MARGIN": "3600"})
     with pytest.raises(ConfigurationError, match="SENDCLOUD_JOB_MAX_ATTEMPTS"):
         Settings.from_env({"SENDCLOUD_JOB_MAX_ATTEMPTS": "0"})
+
+
+def test_claim_reports_the_pause_it_was_asked_about(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    reserve(redis_client, "k1")
+    reserve(redis_client, "k2")
+    assert ledger.claim("k1", "m1", T0, kind="code", pause_key="sendcloud:pause:u").paused_for == 0
+    redis_client.set("sendcloud:pause:u", "1", px=30_000)
+    claim = ledger.claim("k2", "m2", T0, kind="code", pause_key="sendcloud:pause:u")
+    assert claim.status == "claimed" and 29 < claim.paused_for <= 30

@@ -92,7 +92,8 @@ OUTCOME_STATES: dict[str, str] = {
 
 _FINAL_LUA_SET = "{" + ", ".join(f"['{s}'] = true" for s in sorted(FINAL_STATES)) + "}"
 
-# KEYS: record. ARGV: message_id, now, lease, ttl, kind.
+# KEYS: record, and optionally the account's pause flag (read here to save a round trip).
+# ARGV: message_id, now, lease, ttl, kind.
 _CLAIM_LUA = (
     "local final = " + _FINAL_LUA_SET + "\n"
     """
@@ -126,7 +127,12 @@ local attempts = redis.call('HINCRBY', k, 'attempts', 1)
 redis.call('HSETNX', k, 'first_attempt_at', ARGV[2])
 redis.call('HSET', k, 'state', 'in_flight', 'owner', msg, 'lease_until', tostring(now + lease),
            'attempt_started_at', ARGV[2], 'updated_at', ARGV[2])
-return {'claimed', tostring(attempts), uncertain or '', (state == 'in_flight') and '1' or '0'}
+local paused_ms = 0
+if KEYS[2] then
+    paused_ms = math.max(0, redis.call('PTTL', KEYS[2]))
+end
+return {'claimed', tostring(attempts), uncertain or '', (state == 'in_flight') and '1' or '0',
+        tostring(paused_ms)}
 """
 )
 
@@ -191,6 +197,8 @@ class Claim:
     busy_for: float = 0.0
     #: For "final": the state the job ended in.
     final_state: str = ""
+    #: Seconds the account's sending pause still lasts (0 when not paused or not asked).
+    paused_for: float = 0.0
 
 
 def _text(value: bytes | str) -> str:
@@ -216,9 +224,13 @@ class JobLedger:
         self._release = client.register_script(_RELEASE_LUA)
         self._finish = client.register_script(_FINISH_LUA)
 
-    def claim(self, key: str, message_id: str, now: float, *, kind: str) -> Claim:
+    def claim(
+        self, key: str, message_id: str, now: float, *, kind: str, pause_key: str | None = None
+    ) -> Claim:
+        """Claim the job; with ``pause_key``, also report how long that pause still lasts."""
+        keys = [record_key(key)] if pause_key is None else [record_key(key), pause_key]
         reply = [_text(part) for part in self._claim(
-            keys=[record_key(key)], args=[message_id, repr(now), repr(self.lease), self.ttl, kind]
+            keys=keys, args=[message_id, repr(now), repr(self.lease), self.ttl, kind]
         )]
         if reply[0] == "final":
             return Claim("final", final_state=reply[1])
@@ -229,6 +241,7 @@ class JobLedger:
             attempts=int(reply[1]),
             uncertain_since=float(reply[2]) if reply[2] else None,
             takeover=reply[3] == "1",
+            paused_for=int(reply[4]) / 1000,
         )
 
     def release(

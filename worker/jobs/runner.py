@@ -155,7 +155,8 @@ class JobRunner:
         """Run one delivery of a job; the final outcome written, or None (replayed / lost)."""
         key = str(payload["key"])
         now = self.clock()
-        claim = self.ledger.claim(key, message_id, now, kind=job.kind(payload))
+        claim = self.ledger.claim(key, message_id, now, kind=job.kind(payload),
+                                  pause_key=self.pause.key if job.sends_sms else None)
         if claim.status == "final":
             log.info("job.replayed", state=claim.final_state)
             return None
@@ -190,7 +191,7 @@ class JobRunner:
             if left is not None and left <= 0:
                 return self._needs_review(a, None, "an earlier attempt's outcome is unknown and "
                                           "SendCloud's 1-hour sendRequestId window has passed")
-            paused = self.pause.remaining()
+            paused = a.claim.paused_for
             if paused > 0:
                 log.info("job.paused", retry_in_s=round(paused, 3))
                 return self._reschedule(a, paused + self.jitter(), error=None, uncertain=False,
