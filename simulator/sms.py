@@ -101,6 +101,8 @@ class SmsApi:
         self.per_day: int | None = None
         self.templates: dict[int, Template] = {}
         self._accepted: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        # Ids in the order they were accepted, so expiry looks only at the oldest ones.
+        self._accept_order: deque[tuple[float, tuple[str, str]]] = deque()
         self._sends_by_phone: dict[str, deque[float]] = {}
         self._rng = Random(self._seed)
         self._id_counter = 0
@@ -160,14 +162,23 @@ class SmsApi:
         else:
             reply = envelope(200, {"successCount": len(sms_ids), "smsIds": sms_ids})
         if request_id is not None:
-            self._accepted[(user, request_id)] = (self._clock(), reply)
+            at = self._clock()
+            self._accepted[(user, request_id)] = (at, reply)
+            self._accept_order.append((at, (user, request_id)))
         return reply
 
     def _earlier_reply(self, user: str, request_id: str) -> dict[str, Any] | None:
         now = self._clock()
-        for key in [k for k, (at, _) in self._accepted.items() if now - at >= DEDUP_WINDOW]:
-            del self._accepted[key]
+        order = self._accept_order
+        while order and now - order[0][0] >= DEDUP_WINDOW:
+            at, key = order.popleft()
+            stored = self._accepted.get(key)
+            if stored is not None and stored[0] == at:
+                del self._accepted[key]
         found = self._accepted.get((user, request_id))
+        if found is not None and now - found[0] >= DEDUP_WINDOW:
+            # A test clock may step back and forth; the window itself is what counts.
+            return None
         return None if found is None else found[1]
 
     def _check_limits(self, phones: list[str]) -> None:

@@ -188,6 +188,19 @@ def test_all_phones_invalid_is_312_with_items(setup):
     assert sim.ledger.entries() == []
 
 
+def test_each_send_request_id_expires_an_hour_after_its_own_acceptance(setup):
+    sim, client, clock = setup
+    assert code_of(send(client, sendRequestId="a")) == 200
+    clock.advance(1800)
+    assert code_of(send(client, sendRequestId="b", phone=OTHER)) == 200
+    clock.advance(1800)  # a's hour is over, b has 30 minutes left
+    assert code_of(send(client, sendRequestId="a")) == 200
+    assert code_of(send(client, sendRequestId="b", phone=OTHER)) == 400
+    clock.advance(3600)  # a's second acceptance expires too
+    assert code_of(send(client, sendRequestId="a")) == 200
+    assert [e.send_request_id for e in sim.ledger.entries()] == ["a", "b", "a", "a"]
+
+
 def test_duplicate_send_request_id_error_mode(setup):
     sim, client, clock = setup
     assert code_of(send(client, sendRequestId="order-1")) == 200
