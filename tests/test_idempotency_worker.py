@@ -91,8 +91,9 @@ def test_expired_lease_lets_another_message_take_over_keeping_the_earliest_start
 
 
 def test_release_returns_to_queued_and_marks_uncertainty_only_when_asked(
-    ledger: JobLedger,
+    ledger: JobLedger, redis_client: redis.Redis
 ) -> None:
+    reserve(redis_client, "k1")
     ledger.claim("k1", "m1", T0, kind="code")
     assert ledger.release("k1", "m1", T0 + 1, uncertain=False, error="ServerError")
     stored = ledger.get("k1")
@@ -210,3 +211,10 @@ def test_claim_reports_the_pause_it_was_asked_about(
     redis_client.set("sendcloud:pause:u", "1", px=30_000)
     claim = ledger.claim("k2", "m2", T0, kind="code", pause_key="sendcloud:pause:u")
     assert claim.status == "claimed" and 29 < claim.paused_for <= 30
+
+
+def test_a_recreated_record_is_uncertain_since_the_job_was_enqueued(ledger: JobLedger) -> None:
+    # No record: its TTL ran out while a copy of the job waited, so an earlier copy may have sent.
+    claim = ledger.claim("gone", "m9", T0, kind="code", enqueued_at=T0 - 120)
+    assert claim.status == "claimed" and claim.uncertain_since == T0 - 120
+    assert "recreated_at" in ledger.get("gone")

@@ -14,6 +14,7 @@ import dramatiq
 import pytest
 
 from producers.contract import SMS_RESULTS_STREAM
+from producers.idempotency import IdempotencyStore, payload_hash
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, stack_factory
 from worker.idempotency import send_request_id
 from worker.jobs import JOB_TYPES
@@ -63,6 +64,8 @@ def sms(key: str, phones: list[str]) -> dict[str, Any]:
 
 
 def run(stack: Stack, job: JobType, payload: dict[str, Any], message_id: str = "m1") -> Any:
+    # As the producer does before enqueueing; a record missing at claim time means it expired.
+    IdempotencyStore(stack.redis).reserve(payload["key"], payload_hash(payload), job.kind(payload))
     return stack.runner.run(job, payload, message_id)
 
 
@@ -208,13 +211,39 @@ def test_no_balance_pauses_the_account_with_one_alert_and_keeps_the_jobs(
     assert only_record(stack, "c1")["attempts"] == "1"
 
 
-def test_a_duplicate_reply_means_already_sent(stack: Stack) -> None:
+def test_a_duplicate_reply_with_nothing_possibly_sent_needs_review(stack: Stack) -> None:
+    # SendCloud knows the id, but no attempt of this job can have been accepted: something
+    # else used it, so "already sent" would be a guess.
     key = "c1"
     stack.runtime.client().send_code(mainland(1), "123456", sign_id=1,
                                      send_request_id=send_request_id(key))
-    assert run(stack, CODE, code(key, mainland(1))) == "duplicate"
+    assert run(stack, CODE, code(key, mainland(1))) == "needs_review"
     record = only_record(stack, key)
-    assert record["status_code"] == "400" and record["recipients"][0]["outcome"] == "duplicate"
+    assert record["status_code"] == "400" and "duplicate request" in record["message"]
+    assert len(stack.sim.ledger.entries()) == 1
+
+
+def test_a_late_copy_of_an_expired_job_within_the_hour_resends_and_reads_duplicate(
+    stack: Stack, clock: Clock
+) -> None:
+    key = "c1"
+    payload = code(key, mainland(1), expires_at=T0 + 3600)
+    assert run(stack, CODE, payload) == "sent"
+    stack.redis.delete(f"sendcloud:idem:{key}")  # the record's TTL ran out
+    clock.now = T0 + 600
+    assert stack.runner.run(CODE, payload, "m2") == "duplicate"
+    assert len(stack.sim.ledger.entries()) == 1
+
+
+def test_a_late_copy_of_an_expired_job_after_the_hour_is_never_sent(
+    stack: Stack, clock: Clock
+) -> None:
+    key = "s1"
+    payload = sms(key, [mainland(1)])
+    assert run(stack, SMS, payload) == "sent"
+    stack.redis.delete(f"sendcloud:idem:{key}")
+    clock.now = T0 + 2 * 3600  # SendCloud no longer remembers the id
+    assert stack.runner.run(SMS, payload, "m2") == "needs_review"
     assert len(stack.sim.ledger.entries()) == 1
 
 
@@ -276,7 +305,8 @@ def test_no_reply_retries_are_kept_inside_the_dedup_window(
     clock.now = T0 + 3200
     delay = retry_delay(stack, SMS, sms("s1", [mainland(1)]))
     left = T0 + 3600 - stack.settings.dedup_safety_margin - clock.now
-    assert delay == pytest.approx(left * 1000, abs=1)
+    # Well inside what is left, so the retry still arrives within the window.
+    assert delay == pytest.approx((left - min(60.0, left / 2)) * 1000, abs=1)
     assert float(stack.runner.ledger.get("s1")["uncertain_since"]) == T0
 
 
@@ -341,3 +371,28 @@ def test_giving_up_after_definite_errors_is_failed(stack_factory: Any) -> None:
     retry_delay(stack, CODE, code("c2", mainland(2)))
     assert run(stack, CODE, code("c2", mainland(2))) == "failed"
     assert stack.sim.ledger.entries() == []
+
+
+def test_a_lost_reply_is_remembered_across_the_tries_of_one_attempt(stack_factory: Any) -> None:
+    # Try 1 reaches SendCloud but its reply is lost; tries 2 and 3 meet a gateway's HTTP 502.
+    stack = stack_factory(job_max_attempts=1, call_attempts=3)
+    stack.sim.faults.set("/smsapi/sendCode", drop_after_accept_rate=1.0)
+    stack.runner.sleep = lambda _s: stack.sim.faults.set("/smsapi/sendCode",
+                                                         gateway_error_rate=1.0)
+    assert run(stack, CODE, code("c1", mainland(1))) == "needs_review"
+    assert len(stack.sim.ledger.entries()) == 1
+
+
+def test_a_retry_kept_inside_the_window_does_send_when_it_arrives(
+    stack_factory: Any, clock: Clock
+) -> None:
+    stack = stack_factory(retry_base_delay=900.0, retry_max_delay=900.0)
+    stack.sim.faults.set("/smsapi/sendCode", reset_rate=1.0)
+    crash_mid_call(stack, "c1", T0)
+    clock.now = T0 + 3200
+    payload = code("c1", mainland(1), expires_at=T0 + 7200)
+    delay = retry_delay(stack, CODE, payload)
+    stack.sim.faults.clear()
+    clock.now += delay / 1000 + 1  # Dramatiq delivers the retry a little late
+    assert run(stack, CODE, payload) == "sent"
+    assert len(stack.sim.ledger.entries()) == 1

@@ -14,11 +14,14 @@ from typing import Any
 
 import dramatiq
 import pytest
+import redis
 import structlog
 from structlog.testing import capture_logs
 
 from producers.contract import ALL_QUEUES, CODES_QUEUE, SEND_CODE_ACTOR, SMS_QUEUE
-from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, stack_factory
+from producers.idempotency import IdempotencyStore, payload_hash
+from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack, stack_factory
+from worker import dlq
 from worker.dlq import list_dead_letters
 from worker.idempotency import send_request_id
 from worker.logs import configure_logging
@@ -75,6 +78,7 @@ def test_the_same_job_delivered_twice_at_once_runs_once(stacks: Any) -> None:
     stack.sim.faults.set("/smsapi/sendCode", latency=0.3)
     payload = {"key": "dup-1", "phone": mainland(1), "code": "123456", "sign_id": 1,
                "sign_name": None, "msg_type": 0, "enqueued_at": 0.0, "expires_at": 4e9}
+    IdempotencyStore(stack.redis).reserve("dup-1", payload_hash(payload), "code")
     for _ in range(2):  # two messages (two message ids) for one job, as a double enqueue makes
         stack.broker.enqueue(dramatiq.Message(queue_name=CODES_QUEUE, actor_name=SEND_CODE_ACTOR,
                                               args=(payload,), kwargs={}, options={}))
@@ -165,3 +169,27 @@ def test_every_log_line_of_a_job_names_it_and_no_secret_is_written(
         assert "actor='sendcloud_send_code'" in line
     for secret in stack.settings.secrets:
         assert secret not in log_stream.getvalue()
+
+
+def test_a_redis_failure_after_many_pauses_is_retried_not_dead_lettered(redis_url: str) -> None:
+    # Dramatiq's retry count includes the pauses; a later infrastructure error must still not
+    # dead-letter a job that has no final record.
+    stack = make_stack(redis_url, job_max_attempts=2, pause_seconds=0.3)
+    stack.sim.set_balance(0)
+    real_claim = stack.runner.ledger.claim
+    claims = {"n": 0}
+
+    def flaky_claim(*args: Any, **kwargs: Any) -> Any:
+        claims["n"] += 1
+        if claims["n"] == 4:
+            stack.sim.set_balance(None)  # topped up while Redis blinked
+            raise redis.ConnectionError("connection reset by peer")
+        return real_claim(*args, **kwargs)
+
+    stack.runner.ledger.claim = flaky_claim  # type: ignore[method-assign]
+    key = stack.producer.send_code(mainland(3), "4321", sign_id=1)
+    with stack.running(threads=1):
+        [record] = stack.wait_for_records([key], deadline=60)
+    assert record["outcome"] == "sent" and claims["n"] >= 5
+    assert dlq.list_dead_letters(stack.redis) == []
+    assert len(stack.sim.ledger.entries()) == 1

@@ -47,8 +47,10 @@ deduplicates); one redelivered later is never resent blindly. (A verification co
 A definite reply (a statusCode) to a later attempt does not clear the uncertainty: whether
 SendCloud checks the sendRequestId before its other checks is undocumented.
 
-If a record is missing when a job runs (its TTL passed while the job waited) the claim recreates
-it, so a job is never dropped for lack of a record.
+If a record is missing when a job runs (its TTL passed while a copy of the job waited) the
+claim recreates it, so a job is never dropped for lack of a record; but an earlier copy may
+have run, so the recreated record is uncertain since the job was enqueued: a copy arriving
+within the hour resends safely, a later one ends as ``needs_review``.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ OUTCOME_STATES: dict[str, str] = {
 _FINAL_LUA_SET = "{" + ", ".join(f"['{s}'] = true" for s in sorted(FINAL_STATES)) + "}"
 
 # KEYS: record, and optionally the account's pause flag (read here to save a round trip).
-# ARGV: message_id, now, lease, ttl, kind.
+# ARGV: message_id, now, lease, ttl, kind, enqueued_at.
 _CLAIM_LUA = (
     "local final = " + _FINAL_LUA_SET + "\n"
     """
@@ -104,8 +106,10 @@ if state and final[state] then
     return {'final', state}
 end
 if not state then
+    -- The record expired while a copy of the job was still around: its history is unknown,
+    -- so treat it as possibly sent since the job was enqueued (see "The 1-hour rule").
     redis.call('HSET', k, 'kind', ARGV[5], 'state', 'queued', 'created_at', ARGV[2],
-               'updated_at', ARGV[2], 'recreated_at', ARGV[2])
+               'updated_at', ARGV[2], 'recreated_at', ARGV[2], 'uncertain_since', ARGV[6])
     redis.call('EXPIRE', k, tonumber(ARGV[4]))
     state = 'queued'
 end
@@ -225,12 +229,24 @@ class JobLedger:
         self._finish = client.register_script(_FINISH_LUA)
 
     def claim(
-        self, key: str, message_id: str, now: float, *, kind: str, pause_key: str | None = None
+        self,
+        key: str,
+        message_id: str,
+        now: float,
+        *,
+        kind: str,
+        enqueued_at: float | None = None,
+        pause_key: str | None = None,
     ) -> Claim:
-        """Claim the job; with ``pause_key``, also report how long that pause still lasts."""
+        """Claim the job; with ``pause_key``, also report how long that pause still lasts.
+
+        ``enqueued_at`` dates a record that has to be recreated: any attempt of the job, and so
+        any send, came after it.
+        """
         keys = [record_key(key)] if pause_key is None else [record_key(key), pause_key]
+        since = now if enqueued_at is None else min(enqueued_at, now)
         reply = [_text(part) for part in self._claim(
-            keys=keys, args=[message_id, repr(now), repr(self.lease), self.ttl, kind]
+            keys=keys, args=[message_id, repr(now), repr(self.lease), self.ttl, kind, repr(since)]
         )]
         if reply[0] == "final":
             return Claim("final", final_state=reply[1])

@@ -12,9 +12,11 @@ Dramatiq's retry bookkeeping is made explicit here (see :mod:`worker.broker` for
 * :class:`PermanentJobFailure` is in ``throws``: the message is failed at once and the
   RedisBroker moves it to the dead-letter set (``dramatiq:<queue>.XQ``), with the reason added
   to its options (:mod:`worker.middleware.dead_letters`);
-* any other exception (a bug, Redis unreachable before the job could even be claimed) is
-  retried with Dramatiq's backoff up to ``SENDCLOUD_JOB_MAX_ATTEMPTS`` times, then
-  dead-lettered.
+* any other exception that escapes the runner (Redis unreachable, so the job could not even
+  be claimed or given back; an attempt cut off by its time limit) becomes a ``Retry`` with
+  backoff as well. Dramatiq's own count of retries includes pauses and busy copies, so letting
+  it dead-letter such a job could leave it with no final record; instead the job waits until
+  Redis answers, and its attempt budget in the record decides how it ends.
 
 Environment variables that shape job execution (defaults; the test suite uses the small values
 in brackets so retries take milliseconds):
@@ -41,8 +43,10 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
+import structlog
+from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
+from worker.jobs import policy
 from worker.jobs.codes import CodeJob, VoiceCodeJob
 from worker.jobs.members import MembersJob
 from worker.jobs.runner import JobRunner, JobType, Payload, PermanentJobFailure
@@ -50,6 +54,8 @@ from worker.jobs.sms import SmsJob
 from worker.runtime import Runtime
 
 JOB_TYPES: tuple[JobType, ...] = (SmsJob(), CodeJob(), VoiceCodeJob(), MembersJob())
+
+log = structlog.get_logger("worker.jobs")
 
 
 def _retry_when(max_attempts: int) -> Any:
@@ -85,7 +91,16 @@ def _make_fn(runner: JobRunner, job: JobType) -> Callable[[Payload], None]:
         message = CurrentMessage.get_current_message()
         if message is None:
             raise RuntimeError("the CurrentMessage middleware is required")
-        runner.run(job, payload, message.message_id)
+        try:
+            runner.run(job, payload, message.message_id)
+        except (dramatiq.Retry, PermanentJobFailure):
+            raise
+        except (Exception, TimeLimitExceeded) as exc:
+            retries = int(message.options.get("retries", 0))
+            delay = policy.backoff(retries + 1, runner.settings, runner.jitter)
+            log.error("job.infrastructure_error", error=type(exc).__name__,
+                      retry_in_s=round(delay, 3))
+            raise dramatiq.Retry(delay=max(1, int(delay * 1000))) from exc
 
     perform.__name__ = job.actor_name
     perform.__qualname__ = job.actor_name

@@ -41,7 +41,7 @@ import dramatiq
 import structlog
 
 from producers.contract import SMS_RESULTS_STREAM
-from worker import errors, metrics
+from worker import codes, errors, metrics
 from worker.campaign import CANCELLED_MESSAGE, cancel_requested
 from worker.client import SendCloudClient
 from worker.idempotency import Claim, JobLedger, send_request_id, window_left
@@ -108,10 +108,30 @@ class _Attempt:
     claim: Claim
     started: float
     calling: bool = False
+    #: A try of this attempt got no usable reply: SendCloud may have accepted it.
+    no_reply: bool = False
+
+    @property
+    def maybe_sent(self) -> bool:
+        """This attempt or an earlier one may have been accepted by SendCloud."""
+        return self.no_reply or self.claim.uncertain_since is not None
 
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def outcome_unknown(exc: errors.SendCloudError) -> bool:
+    """No reply SendCloud can be held to: the request may have taken effect.
+
+    No reply at all, an HTTP 5xx or body without a statusCode (a gateway answering for
+    SendCloud), or a success code in a reply that could not be read.
+    """
+    if isinstance(exc, errors.TransportError):
+        return True
+    if isinstance(exc, errors.ServerError):
+        return exc.code is None or codes.lookup(exc.code).kind.succeeded
+    return False
 
 
 def _describe(exc: BaseException) -> str:
@@ -155,8 +175,12 @@ class JobRunner:
         """Run one delivery of a job; the final outcome written, or None (replayed / lost)."""
         key = str(payload["key"])
         now = self.clock()
-        claim = self.ledger.claim(key, message_id, now, kind=job.kind(payload),
-                                  pause_key=self.pause.key if job.sends_sms else None)
+        enqueued = payload.get("enqueued_at")
+        claim = self.ledger.claim(
+            key, message_id, now, kind=job.kind(payload),
+            enqueued_at=float(enqueued) if isinstance(enqueued, int | float) else None,
+            pause_key=self.pause.key if job.sends_sms else None,
+        )
         if claim.status == "final":
             log.info("job.replayed", state=claim.final_state)
             return None
@@ -176,7 +200,8 @@ class JobRunner:
             # A bug or a Redis/infrastructure failure: give the claim back and retry like a
             # transient error; if it struck mid-call the send may have happened.
             log.exception("job.unexpected_error", error=type(exc).__name__)
-            return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
+            return self._retry_or_fail(attempt, exc,
+                                       uncertain=attempt.calling or attempt.no_reply)
 
     def _run_claimed(self, a: _Attempt) -> str | None:
         job, payload, settings = a.job, a.payload, self.settings
@@ -198,10 +223,21 @@ class JobRunner:
                                         minimum=paused, refund=True)
         request_id = send_request_id(a.key)
         client = self.runtime.client()
+
+        def call_once() -> Any:
+            try:
+                return job.call(client, payload, request_id)
+            except errors.SendCloudError as exc:
+                # Remembered across the in-call tries: the last one's error alone would hide
+                # an earlier try that SendCloud may have accepted.
+                if outcome_unknown(exc):
+                    a.no_reply = True
+                raise
+
         a.calling = True
         try:
             result = call_with_retries(
-                lambda: job.call(client, payload, request_id),
+                call_once,
                 attempts=settings.call_attempts,
                 base_delay=settings.call_base_delay,
                 max_delay=max(settings.call_max_delay, settings.call_base_delay),
@@ -209,6 +245,12 @@ class JobRunner:
                 jitter=self.jitter,
             )
         except errors.DuplicateRequestError as exc:
+            if job.sends_sms and not a.maybe_sent:
+                # No attempt of this job can have been accepted, so SendCloud matched the id
+                # to something else (a refused first request, another app): nothing is known
+                # to have gone out.
+                return self._needs_review(a, exc.code, "SendCloud answered 'duplicate request' "
+                                          "although no earlier attempt can have been accepted")
             return self._end(a, "duplicate", exc.code, exc.message, exc)
         except errors.QuotaError as exc:
             if not job.sends_sms:
@@ -218,18 +260,18 @@ class JobRunner:
             if settings.daily_limit_action == "fail":
                 return self._permanent(a, exc)
             delay = policy.daily_limit_delay(self.clock(), self.jitter)
-            return self._reschedule(a, delay, error=exc, uncertain=False, minimum=delay)
+            return self._reschedule(a, delay, error=exc, uncertain=a.no_reply, minimum=delay)
         except errors.PhoneMinuteLimitError as exc:
             return self._reschedule(a, policy.minute_limit_delay(self.jitter), error=exc,
-                                    uncertain=False, minimum=policy.MINUTE_LIMIT_DELAY)
+                                    uncertain=a.no_reply, minimum=policy.MINUTE_LIMIT_DELAY)
         except errors.DeferredError as exc:
-            return self._reschedule(a, exc.retry_after, error=exc, uncertain=False,
+            return self._reschedule(a, exc.retry_after, error=exc, uncertain=a.no_reply,
                                     minimum=exc.retry_after)
         except errors.TransientError as exc:
-            return self._retry_or_fail(a, exc, uncertain=isinstance(exc, errors.TransportError))
+            return self._retry_or_fail(a, exc, uncertain=a.no_reply)
         except errors.SendCloudError as exc:
             return self._permanent(a, exc)
-        a.calling = False
+        # `calling` stays set: an error from here on follows a send that took effect.
         outcome, record = job.success(payload, result, attempts=a.claim.attempts,
                                       now=self.clock())
         return self._write(a, outcome, record)
@@ -272,6 +314,10 @@ class JobRunner:
                          "SendCloud's console to see whether it went out")
 
     def _permanent(self, a: _Attempt, exc: errors.SendCloudError) -> str | None:
+        if a.job.sends_sms and a.maybe_sent:
+            # "failed" would invite a resend of something SendCloud may already have sent.
+            return self._needs_review(a, exc.code, f"{_describe(exc)} after an attempt that "
+                                      "may have been accepted")
         self._end(a, "failed", exc.code, exc.message, exc)
         raise PermanentJobFailure(exc.code, exc.message, type(exc).__name__) from exc
 
@@ -285,7 +331,7 @@ class JobRunner:
             message = f"gave up after {attempts} attempts: {_describe(exc)}"
             # "failed" would tell the app to send again; if any attempt may have been accepted,
             # a person has to look first.
-            if a.job.sends_sms and (uncertain or a.claim.uncertain_since is not None):
+            if a.job.sends_sms and (uncertain or a.maybe_sent):
                 return self._needs_review(a, code, message + "; an attempt got no reply and "
                                           "may have been accepted")
             return self._end(a, "failed", code, message, error)
@@ -297,8 +343,8 @@ class JobRunner:
             log.error("account.paused", account=self.settings.sms_user,
                       seconds=self.settings.pause_seconds, status_code=exc.code)
         wait = self.pause.remaining() or self.settings.pause_seconds
-        return self._reschedule(a, wait + self.jitter(), error=exc, uncertain=False,
-                                minimum=wait, refund=True)
+        return self._reschedule(a, wait + self.jitter(), error=exc, uncertain=a.no_reply,
+                                minimum=wait, refund=not a.no_reply)
 
     def _reschedule(
         self,
@@ -324,7 +370,8 @@ class JobRunner:
                     return self._needs_review(
                         a, code, f"an earlier attempt's outcome is unknown and the next attempt "
                         f"({why}) would fall outside SendCloud's 1-hour sendRequestId window")
-                delay = left
+                # Land well inside the window: a retry due exactly at its end arrives late.
+                delay = left - min(60.0, left / 2)
         expires = a.job.expires_at(a.payload)
         if expires is not None and now + delay >= expires:
             return self._end(a, "expired", code,
