@@ -276,3 +276,20 @@ def test_client_output_holds_no_secret(
     assert "/apiv2/addressmember/add" in text and "duration_ms" in text
     for secret in forbidden(fake):
         assert secret not in text
+
+
+def test_dramatiq_message_lines_keep_actor_and_id_but_not_the_payload(
+    configured: Callable[..., io.StringIO],
+) -> None:
+    from dramatiq import Message
+
+    stream = configured("json", "DEBUG")
+    message = Message(queue_name="sendcloud.codes", actor_name="sendcloud_send_code",
+                      args=({"key": "k1", "phone": "13800000007", "code": "987654"},),
+                      kwargs={}, options={})
+    logging.getLogger("dramatiq.worker.WorkerThread").info(
+        "Failed to process message %s with expected exception %s.", message, "PermanentJobFailure")
+    [line] = json_lines(stream)
+    assert line["event"] == (f"Failed to process message sendcloud_send_code({message.message_id}) "
+                             "with expected exception PermanentJobFailure.")
+    assert "987654" not in stream.getvalue() and "13800000007" not in stream.getvalue()

@@ -72,6 +72,25 @@ def _renderer(log_format: str) -> Processor:
     )
 
 
+class MessageArgsFilter(logging.Filter):
+    """Dramatiq logs whole messages ("Failed to process message send_code({... 'code': ...})"):
+    a verification code and phone numbers. Keep only the actor and the message id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(_is_message(a) for a in record.args):
+            record.args = tuple(
+                f"{getattr(a, 'actor_name')}({getattr(a, 'message_id')})"  # noqa: B009
+                if _is_message(a) else a
+                for a in record.args
+            )
+        return True
+
+
+def _is_message(value: object) -> bool:
+    # dramatiq.Message and the MessageProxy workers hand around both carry these.
+    return all(hasattr(value, name) for name in ("actor_name", "message_id", "args"))
+
+
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
     """Set up structlog and the root logger; safe to call again (it replaces its own handler)."""
     level = logging.getLevelName(settings.log_level)
@@ -97,6 +116,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     target = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(target)
     handler.setFormatter(formatter)
+    handler.addFilter(MessageArgsFilter())
     setattr(handler, _HANDLER_MARK, True)
 
     root = logging.getLogger()
