@@ -68,8 +68,8 @@ def redis_url_from_env() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
-def _seconds_from_env(name: str, default: int) -> int:
-    """The default producer honours the same variables as the workers."""
+def _seconds_from_env(name: str, default: int, minimum: int = 1) -> int:
+    """The default producer honours the same variables, and limits, as the workers."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -79,8 +79,8 @@ def _seconds_from_env(name: str, default: int) -> int:
         raise ProducerValidationError(
             name, f"must be a whole number of seconds, got {raw!r}"
         ) from None
-    if value < 1:
-        raise ProducerValidationError(name, f"must be at least 1, got {value}")
+    if value < minimum:
+        raise ProducerValidationError(name, f"must be at least {minimum}, got {value}")
     return value
 
 
@@ -385,7 +385,9 @@ def default_producer() -> Producer:
         with _default_lock:
             if _default is None:
                 _default = Producer(
-                    idempotency_ttl=_seconds_from_env("SENDCLOUD_IDEMPOTENCY_TTL", DEFAULT_TTL),
+                    idempotency_ttl=_seconds_from_env(
+                        "SENDCLOUD_IDEMPOTENCY_TTL", DEFAULT_TTL, minimum=3600
+                    ),
                     code_expiry=_seconds_from_env("SENDCLOUD_CODE_EXPIRY", DEFAULT_CODE_EXPIRY),
                 )
     return _default

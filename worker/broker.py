@@ -4,7 +4,8 @@ Middleware, in order:
 
 1. ``JobContext``: every log line of a job carries its key, message id and actor.
 2. ``TimeLimit`` (``SENDCLOUD_JOB_LEASE``): an attempt stuck longer than its claim's lease is
-   interrupted, gives its claim back and is retried, as the lease has let another copy take over.
+   interrupted and retried; the retry takes its own claim over as an attempt whose outcome is
+   unknown (:mod:`worker.idempotency`), as another copy could once the lease ran out.
 3. ``Retries``: retries only what :mod:`worker.jobs` tells it to (see there).
 4. ``CurrentMessage``: actors read their Dramatiq message id, the owner of the job's claim.
 5. ``DeadLetterReasons``: a dead-lettered message keeps why it died.

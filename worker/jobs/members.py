@@ -1,9 +1,11 @@
 """Address-list member changes (``sendcloud_members``): add, update or delete up to 1000 members.
 
-Member calls carry no sendRequestId, but each is safe to repeat: adding a member that exists,
-updating one to the same values or deleting one already gone changes nothing. So a call whose
-reply was lost is simply retried; the record's ``count`` is what the deciding reply said, and
-a repeated add may report the members as invalid ("already exists") instead of counting them.
+Member calls carry no sendRequestId. Adding (which overwrites an existing member, per the
+docs), updating values and deleting are safe to repeat, so a call whose reply was lost is simply
+retried; the record's ``count`` is what the deciding reply said. A rename (``new_members``) is
+the exception: if the first call took effect, its retry finds the old address gone and SendCloud
+reports it "address not found", so the record says ``count`` 0 with that reason although the
+rename happened. Check the list before renaming again.
 """
 
 from __future__ import annotations
