@@ -396,3 +396,27 @@ def test_a_retry_kept_inside_the_window_does_send_when_it_arrives(
     clock.now += delay / 1000 + 1  # Dramatiq delivers the retry a little late
     assert run(stack, CODE, payload) == "sent"
     assert len(stack.sim.ledger.entries()) == 1
+
+
+def test_an_invalid_request_after_a_lost_reply_still_fails(stack_factory: Any) -> None:
+    # The identical earlier try was just as invalid, so nothing can have gone out.
+    stack = stack_factory(call_attempts=2)
+    stack.sim.faults.set("/smsapi/send", drop_after_accept_rate=1.0)
+    stack.runner.sleep = lambda _s: stack.sim.faults.clear()
+    payload = sms("s1", [mainland(1)]) | {"template_id": 999_999}
+    with pytest.raises(PermanentJobFailure):
+        run(stack, SMS, payload)
+    assert only_record(stack, "s1")["outcome"] == "failed"
+
+
+def test_an_auth_error_after_a_lost_reply_needs_review(stack_factory: Any) -> None:
+    stack = stack_factory(call_attempts=2)
+    stack.sim.faults.set("/smsapi/sendCode", drop_after_accept_rate=1.0)
+
+    def keys_rotated(_s: float) -> None:
+        stack.sim.faults.clear()
+        stack.sim.sms.sms_user = "renamed"  # our smsUser is unknown from now on: 471
+
+    stack.runner.sleep = keys_rotated
+    assert run(stack, CODE, code("c1", mainland(1))) == "needs_review"
+    assert len(stack.sim.ledger.entries()) == 1

@@ -314,8 +314,11 @@ class JobRunner:
                          "SendCloud's console to see whether it went out")
 
     def _permanent(self, a: _Attempt, exc: errors.SendCloudError) -> str | None:
-        if a.job.sends_sms and a.maybe_sent:
-            # "failed" would invite a resend of something SendCloud may already have sent.
+        # A request refused as invalid was refused every time: the identical earlier try
+        # cannot have been accepted. Anything else after a possible acceptance needs a person:
+        # "failed" would invite a resend of something SendCloud may already have sent.
+        if (a.job.sends_sms and a.maybe_sent
+                and not isinstance(exc, errors.InvalidRequestError)):
             return self._needs_review(a, exc.code, f"{_describe(exc)} after an attempt that "
                                       "may have been accepted")
         self._end(a, "failed", exc.code, exc.message, exc)
