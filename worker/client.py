@@ -374,7 +374,9 @@ class SendCloudClient:
             )
             raise
         metrics.record_api_call(endpoint, code)
-        log.info(
+        # Debug: a job's own "job.finished" line carries the outcome and statusCode at info, and
+        # a second info line per call was an eighth of a worker's CPU per job.
+        log.debug(
             "sendcloud.call",
             endpoint=endpoint,
             status_code=code,
