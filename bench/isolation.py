@@ -103,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--own-code-simulator", action="store_true",
                         help="serve codes from a second simulator process, so the bulk sends "
                         "do not queue the codes behind them inside one simulator")
-    parser.add_argument("--worker-timeout", type=int, default=None, metavar="MS",
-                        help="dramatiq_worker_timeout of the codes group (default: Dramatiq's)")
+    parser.add_argument("--worker-timeout", type=int, default=100, metavar="MS",
+                        help="dramatiq_worker_timeout of the codes group (default: 100, as the "
+                        "Procfile's codes entry sets it)")
     args = parser.parse_args(argv)
     logs = log_dir(args.log_dir)
     idle: dict[str, float] = {}
