@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -38,3 +38,22 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def redis_db(redis_server: RedisServer) -> Iterator[Callable[[int], str]]:
+    """``redis_db(n)``: the URL of database ``n`` on this session's throwaway server, emptied
+    before and after the test; for tests whose worker processes need a database of their own."""
+    clients: list[redis.Redis] = []
+
+    def url_for(db: int) -> str:
+        url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        clients.append(client)
+        return url
+
+    yield url_for
+    for client in clients:
+        client.flushdb()
+        client.close()

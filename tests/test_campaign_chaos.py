@@ -32,7 +32,6 @@ from producers.results import decode_fields
 from simulator import Simulator
 from simulator.server import SimulatorServer, serve_in_thread
 from tests.jobs_harness import TEMPLATE_ID, mainland
-from tests.redis_server import RedisServer
 from tests.test_worker_process import kill_group, start_worker, worker_env
 
 pytestmark = pytest.mark.chaos
@@ -41,13 +40,8 @@ DB = 9  # this test's own database on the session's throwaway Redis
 
 
 @pytest.fixture
-def campaign_db(redis_server: RedisServer) -> Iterator[str]:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+def campaign_db(redis_db: Callable[[int], str]) -> str:
+    return redis_db(DB)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from producers.contract import CODES_QUEUE, SMS_QUEUE, SMS_RESULTS_STREAM
 from simulator import Simulator
 from simulator.server import SimulatorServer, serve_in_thread
 from tests.jobs_harness import TEMPLATE_ID, mainland, stream_records, wait_until
-from tests.redis_server import RedisServer
 from worker.idempotency import send_request_id
 
 pytestmark = pytest.mark.chaos
@@ -36,13 +35,8 @@ DB = 7  # this test's own database on the session's throwaway Redis
 
 
 @pytest.fixture
-def own_db(redis_server: RedisServer) -> Iterator[str]:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+def own_db(redis_db: Callable[[int], str]) -> str:
+    return redis_db(DB)
 
 
 @pytest.fixture
