@@ -6,9 +6,10 @@ processes run.
 
 The algorithm is GCRA (the "generic cell rate algorithm"): one key holds the theoretical
 arrival time (TAT) of the next call. A call is allowed when ``now >= TAT - tolerance``, and each
-allowed call pushes the TAT forward by ``60 / per_minute`` seconds. The tolerance lets a small
-burst through after idle time, so in any 60-second window at most ``per_minute + burst - 1``
-calls pass (2540 with the defaults, well inside 3000). The check and the update run in one Lua
+allowed call pushes the TAT forward by one emission interval. The tolerance lets a burst of
+``burst`` calls through after idle time; the interval is ``60 / (per_minute - burst + 1)`` so
+that the burst comes out of the budget: in any 60-second window at most ``per_minute`` calls
+pass (2500 with the defaults, inside SendCloud's 3000). The check and the update run in one Lua
 script, so concurrent callers never both take the last slot, and the clock is the Redis
 server's, so workers on machines with skewed clocks still share one timeline.
 """
@@ -60,8 +61,8 @@ return string.format('%.6f', tat - tonumber(ARGV[2]) - now)
 
 
 def default_burst(per_minute: int) -> int:
-    """About one second's worth of calls, at least 1 and at most 50."""
-    return max(1, min(50, per_minute // 60))
+    """About one second's worth of calls, at least 1 and at most 50 (never over the budget)."""
+    return max(1, min(50, per_minute // 60, per_minute))
 
 
 class RateLimiter:
@@ -79,12 +80,12 @@ class RateLimiter:
         if per_minute < 1:
             raise ValueError(f"per_minute: must be at least 1, got {per_minute}")
         burst = default_burst(per_minute) if burst is None else burst
-        if burst < 1:
-            raise ValueError(f"burst: must be at least 1, got {burst}")
+        if not 1 <= burst <= per_minute:
+            raise ValueError(f"burst: must be from 1 to per_minute ({per_minute}), got {burst}")
         self.per_minute = per_minute
         self.burst = burst
         self.key = key
-        self._interval = 60.0 / per_minute
+        self._interval = 60.0 / (per_minute - burst + 1)
         self._tolerance = self._interval * (burst - 1)
         self._sleep = sleep
         self._acquire = redis_client.register_script(_ACQUIRE)
