@@ -9,7 +9,9 @@ arrival time (TAT) of the next call. A call is allowed when ``now >= TAT - toler
 allowed call pushes the TAT forward by one emission interval. The tolerance lets a burst of
 ``burst`` calls through after idle time; the interval is ``60 / (per_minute - burst + 1)`` so
 that the burst comes out of the budget: in any 60-second window at most ``per_minute`` calls
-pass (2500 with the defaults, inside SendCloud's 3000). The check and the update run in one Lua
+pass (2500 with the defaults, inside SendCloud's 3000). The interval is stretched by
+``INTERVAL_SLACK`` so that a window measured by a caller's clock, a few milliseconds off the
+grants, still holds no more than the budget. The check and the update run in one Lua
 script, so concurrent callers never both take the last slot, and the clock is the Redis
 server's, so workers on machines with skewed clocks still share one timeline.
 """
@@ -27,6 +29,7 @@ from producers.contract import KEY_PREFIX
 log = structlog.get_logger(__name__)
 
 EMAIL_STATUS_LIMIT_KEY = f"{KEY_PREFIX}ratelimit:email_status"
+INTERVAL_SLACK = 1.001
 
 # Returns "0" when the call may go ahead, else the seconds to wait (as a string: Lua numbers
 # returned to Redis are truncated to integers).
@@ -85,7 +88,7 @@ class RateLimiter:
         self.per_minute = per_minute
         self.burst = burst
         self.key = key
-        self._interval = 60.0 / (per_minute - burst + 1)
+        self._interval = 60.0 / (per_minute - burst + 1) * INTERVAL_SLACK
         self._tolerance = self._interval * (burst - 1)
         self._sleep = sleep
         self._acquire = redis_client.register_script(_ACQUIRE)
