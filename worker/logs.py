@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from worker.settings import Settings
@@ -77,18 +79,14 @@ class MessageArgsFilter(logging.Filter):
     a verification code and phone numbers. Keep only the actor and the message id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(_is_message(a) for a in record.args):
+        if isinstance(record.args, tuple) and any(
+            isinstance(a, Message | MessageProxy) for a in record.args
+        ):
             record.args = tuple(
-                f"{getattr(a, 'actor_name')}({getattr(a, 'message_id')})"  # noqa: B009
-                if _is_message(a) else a
+                f"{a.actor_name}({a.message_id})" if isinstance(a, Message | MessageProxy) else a
                 for a in record.args
             )
         return True
-
-
-def _is_message(value: object) -> bool:
-    # dramatiq.Message and the MessageProxy workers hand around both carry these.
-    return all(hasattr(value, name) for name in ("actor_name", "message_id", "args"))
 
 
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:

@@ -107,6 +107,7 @@ class _Attempt:
     message_id: str
     claim: Claim
     started: float
+    #: SendCloud has been called: from here on, an error may follow a send that took effect.
     calling: bool = False
     #: A try of this attempt got no usable reply: SendCloud may have accepted it.
     no_reply: bool = False
@@ -200,8 +201,7 @@ class JobRunner:
             # A bug or a Redis/infrastructure failure: give the claim back and retry like a
             # transient error; if it struck mid-call the send may have happened.
             log.exception("job.unexpected_error", error=type(exc).__name__)
-            return self._retry_or_fail(attempt, exc,
-                                       uncertain=attempt.calling or attempt.no_reply)
+            return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
 
     def _run_claimed(self, a: _Attempt) -> str | None:
         job, payload, settings = a.job, a.payload, self.settings
