@@ -2,9 +2,9 @@
 
 ``dramatiq bench.bare_app --queues bench.bare`` (the Procfile's command on this module). Out of
 the box Dramatiq (its default middleware) and httpx, and nothing else: no idempotency record,
-no retries, no result record, no logging, no metrics. It sends exactly the request
-``worker.client.SendCloudClient.send_code`` sends (same parameters, same signature), so the
-difference in throughput is what the product adds around the call.
+no retries, no result record, no logging, no metrics. It sends exactly the request that
+``worker.sendcloud.client.SendCloudClient.send_code`` sends (same parameters, same signature),
+so the difference in throughput is what the product adds around the call.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import dramatiq
 import httpx
 from dramatiq.brokers.redis import RedisBroker
 
-from worker.signing import sign
+from worker.sendcloud.signing import sign
 
 QUEUE = "bench.bare"
 ACTOR = "bench_bare_send_code"

@@ -48,7 +48,7 @@ from bench.common import (
 )
 from producers import Producer, campaign_status, start_campaign
 from producers.idempotency import record_key
-from worker.idempotency import send_request_id
+from worker.jobs.idempotency import send_request_id
 
 CAMPAIGN_ID = "isolation-bench"
 SIGN_ID = 1

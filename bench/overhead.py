@@ -171,7 +171,7 @@ _CATEGORIES = (
     ("redis", "redis/client.py", "execute"),
     ("http", "httpx/_client.py", "request"),
     ("logging", "structlog/_base.py", "_proxy_to_logger"),
-    ("signing", "worker/signing.py", "sign"),
+    ("signing", "worker/sendcloud/signing.py", "sign"),
 )
 
 
@@ -214,11 +214,11 @@ def _timed(call: Callable[[int], object], jobs: int) -> tuple[float, float, cPro
 def profile_job_paths(redis_url: str, sim: SimHost, jobs: int, logs: Path) -> dict[str, Any]:
     """One thread, one job at a time: the job function of each side, without Dramatiq."""
     from producers.contract import SEND_CODE_ACTOR
-    from worker.client import SendCloudClient
     from worker.jobs.codes import CodeJob
     from worker.jobs.runner import JobRunner
     from worker.logs import configure_logging
     from worker.runtime import Runtime
+    from worker.sendcloud.client import SendCloudClient
     from worker.settings import Settings
 
     env = {**SIM_CREDENTIALS, "REDIS_URL": redis_url, "SENDCLOUD_BASE_URL": sim.url}

@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulator import Simulator
 from tests.redis_server import start_redis_server
-from worker.client import SendCloudClient
-from worker.models import EmailStatusPage
-from worker.poller import EmailStatusPoller, PollConfig, PollSummary
-from worker.ratelimit import RateLimiter, default_burst
+from worker.email_status.poller import EmailStatusPoller, PollConfig, PollSummary
+from worker.email_status.ratelimit import RateLimiter, default_burst
+from worker.email_status.records import SHANGHAI
+from worker.sendcloud.client import SendCloudClient
+from worker.sendcloud.models import EmailStatusPage
 from worker.settings import Settings
-from worker.status_records import SHANGHAI
 
 SETTINGS = replace(
     Settings(),

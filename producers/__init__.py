@@ -7,6 +7,8 @@ from ``$REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) with its own RedisBro
 
 Each function returns the job's idempotency key (generated as ``<kind>-<hex>`` when not given);
 see :mod:`producers.producer` for repeat calls and for member calls split at 1000 members.
+
+Imports nothing of ``worker`` or ``simulator`` (``tests/test_architecture.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import inspect
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from producers.campaign import CampaignBusy, CampaignConflict, CampaignStart, start_campaign
+from producers.campaign import CampaignBusy, CampaignConflict, CampaignStart
 from producers.campaign_report import (
     CampaignNotFound,
     CampaignStatus,
@@ -31,7 +33,12 @@ from producers.contract import (
 )
 from producers.errors import IdempotencyConflict, ProducerValidationError
 from producers.idempotency import IdempotencyStore, Reservation
-from producers.producer import Producer, default_producer, set_default_producer
+from producers.producer import (
+    Producer,
+    default_producer,
+    set_default_producer,
+    start_campaign,
+)
 from producers.results import ResultReader, ResultRecord
 
 __all__ = [

@@ -14,7 +14,8 @@ after the campaign's last write):
                    cancelled review``), ``cancel_requested_at``, timestamps
 ``<c>:phones``     hash: chunk index → its numbers, comma-separated (the report's source)
 ``<c>:enqueued``   bitmap: bit i set only after ``broker.enqueue`` of chunk i returned
-``<c>:done``       bitmap: bit i set by the worker script that counted chunk i (see worker.campaign)
+``<c>:done``       bitmap: bit i set by the worker script that counted chunk i
+                   (see worker.jobs.campaign)
 ``<c>:results``    hash: chunk index → its final outcome, statusCode and message; the
                    per-recipient outcomes are in the chunk job's idempotency record
                    (``result``), kept by the worker as long as the campaign
@@ -46,7 +47,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from redis.exceptions import WatchError
@@ -55,7 +56,9 @@ from producers import validation as v
 from producers.contract import KEY_PREFIX, SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM, SmsJob
 from producers.errors import IdempotencyConflict
 from producers.idempotency import payload_hash
-from producers.producer import Producer, default_producer
+
+if TYPE_CHECKING:
+    from producers.producer import Producer
 
 CHUNK_SIZE = v.MAX_SMS_PHONES
 DEFAULT_RETENTION = 30 * 86400
@@ -66,7 +69,7 @@ _RAW_LIMIT = 100  # characters of a refused entry kept for the report
 
 Totals = dict[str, int]  # input, valid, invalid, duplicates
 
-# Shared by the seal below and the worker's finish script (worker.campaign): emits the one
+# Shared by the seal below and the worker's finish script (worker.jobs.campaign): emits the one
 # campaign_finished record when every chunk is counted, guarded by HSETNX-like finished_at.
 COMPLETE_LUA = """
 local function sendcloud_campaign_complete(meta, stream, maxlen, now)
@@ -338,7 +341,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def start_campaign(
+def run_campaign(
+    producer: Producer,
     campaign_id: str,
     template_id: int,
     phones: Iterable[Any],
@@ -347,16 +351,15 @@ def start_campaign(
     msg_type: int = 0,
     tag: dict[str, str] | None = None,
     retention: int = DEFAULT_RETENTION,
-    producer: Producer | None = None,
 ) -> CampaignStart:
-    """Enqueue campaign ``campaign_id``: ``template_id`` to every valid number of ``phones``.
+    """Enqueue campaign ``campaign_id`` through ``producer``: ``template_id`` to every valid
+    number of ``phones``. Called as :meth:`Producer.start_campaign` or
+    :func:`producers.start_campaign`.
 
     ``phones`` may be any iterable (a file being read); refused entries go to the report as
     ``invalid``. Repeating the call with the same input resumes; other input raises
     :class:`CampaignConflict`; a call while another process enqueues it, :class:`CampaignBusy`.
-    ``producer`` defaults to :func:`producers.default_producer`.
     """
-    producer = producer or default_producer()
     cid = validate_campaign_id(campaign_id)
     settings: SmsJob = {
         "key": "",

@@ -1,7 +1,7 @@
 """Reading a campaign back: progress counters, cancellation, and the per-recipient CSV report.
 
 The keys are laid out in :mod:`producers.campaign`. The counters are written by the workers'
-finish script in the same step that finalises a chunk (see :mod:`worker.campaign`), so what
+finish script in the same step that finalises a chunk (see :mod:`worker.jobs.campaign`), so what
 :func:`campaign_status` reads is exact at every moment, not an estimate.
 """
 

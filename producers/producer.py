@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from uuid import uuid4
 
 import dramatiq
@@ -32,6 +32,7 @@ import redis as redis_py
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import validation as v
+from producers.campaign import DEFAULT_RETENTION, CampaignStart, run_campaign
 from producers.contract import (
     ACTOR_QUEUES,
     MEMBERS_ACTOR,
@@ -46,9 +47,6 @@ from producers.contract import (
 )
 from producers.errors import ProducerValidationError
 from producers.idempotency import DEFAULT_TTL, IdempotencyStore, payload_hash
-
-if TYPE_CHECKING:
-    from producers.campaign import CampaignStart
 
 log = logging.getLogger("sendcloud.producers")
 
@@ -304,12 +302,12 @@ class Producer:
         *,
         msg_type: int = 0,
         tag: dict[str, str] | None = None,
+        retention: int = DEFAULT_RETENTION,
     ) -> CampaignStart:
         """Send ``template_id`` to every valid number of ``phones``: see producers.campaign."""
-        from producers.campaign import start_campaign
-
-        return start_campaign(
-            campaign_id, template_id, phones, vars, msg_type=msg_type, tag=tag, producer=self
+        return run_campaign(
+            self, campaign_id, template_id, phones, vars, msg_type=msg_type, tag=tag,
+            retention=retention,
         )
 
     # -- results ---------------------------------------------------------------------------
@@ -399,3 +397,20 @@ def set_default_producer(producer: Producer | None) -> Producer | None:
     with _default_lock:
         previous, _default = _default, producer
     return previous
+
+
+def start_campaign(
+    campaign_id: str,
+    template_id: int,
+    phones: Iterable[Any],
+    vars: dict[str, str] | None = None,
+    *,
+    msg_type: int = 0,
+    tag: dict[str, str] | None = None,
+    retention: int = DEFAULT_RETENTION,
+    producer: Producer | None = None,
+) -> CampaignStart:
+    """:meth:`Producer.start_campaign` on ``producer``, by default :func:`default_producer`."""
+    return (producer or default_producer()).start_campaign(
+        campaign_id, template_id, phones, vars, msg_type=msg_type, tag=tag, retention=retention
+    )

@@ -3,6 +3,8 @@
 ``Simulator`` serves the documented endpoints in process (``sim.transport()`` for httpx) and,
 through :func:`simulator.server.serve_in_thread`, over real HTTP; :mod:`simulator.admin`
 drives one in another process.
+
+Imports nothing of ``worker`` or ``producers``: it plays SendCloud, not a client of it.
 """
 
 from simulator.addresslist import AddressListView, MemberView

@@ -33,19 +33,53 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import httpx
 
-from simulator.faults import config_from_json
-from simulator.ledger import LedgerEntry
+from simulator.addresslist import AddressListView
+from simulator.email_status import EmailRecord
+from simulator.faults import Faults, config_from_json
+from simulator.ledger import Ledger, LedgerEntry
 from simulator.protocol import RawReply, RawRequest
-
-if TYPE_CHECKING:
-    from simulator.core import Simulator
+from simulator.sms import SmsApi, Template
 
 Json = dict[str, Any]
+
+
+class Simulator(Protocol):
+    """What the admin API reads and changes of a :class:`simulator.core.Simulator`.
+
+    Spelled out here so that the admin layer depends on the simulator's surface and
+    ``simulator.core`` can route ``/_sim/`` to it without an import circle.
+    """
+
+    ledger: Ledger
+    faults: Faults
+    sms: SmsApi
+    duplicate_mode: str
+    clock_offset_ms: int
+    email_status_cache_seconds: float
+
+    @property
+    def balance(self) -> int | None: ...
+    @property
+    def templates(self) -> dict[int, Template]: ...
+    @property
+    def address_lists(self) -> dict[str, AddressListView]: ...
+    def set_balance(self, n: int | None) -> None: ...
+    def set_phone_limits(self, per_minute: int | None, per_day: int | None) -> None: ...
+    def seed_template(self, template_id: int, text: str = ..., *, msg_type: int = ...,
+                      approved: bool = ...) -> Template: ...
+    def seed_email_status(self, count: int, *, start: datetime | None = ..., status: int = ...,
+                          api_user: str | None = ..., spacing_seconds: float = ...,
+                          recipients: Sequence[str] | None = ...) -> list[str]: ...
+    def advance_email_status(self, email_ids: Sequence[str] | None = ..., *,
+                             count: int | None = ..., status: int = ...,
+                             sub_status: int | None = ...) -> list[str]: ...
+    def email_records(self) -> list[EmailRecord]: ...
+    def reset(self) -> None: ...
 
 
 def serve_admin(sim: Simulator, path: str, request: RawRequest) -> RawReply:

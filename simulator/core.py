@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from simulator.addresslist import AddressBook, AddressListView
+from simulator.admin import serve_admin
 from simulator.email_status import EmailRecord, EmailStatusStore
 from simulator.faults import Faults
 from simulator.ledger import Ledger
@@ -136,8 +137,6 @@ class Simulator:
     def serve(self, request: RawRequest) -> RawReply:
         path = request.path.rstrip("/") or "/"
         if path.startswith("/_sim/"):
-            from simulator.admin import serve_admin
-
             return serve_admin(self, path, request)
         route = self._routes.get(path)
         if route is None:

@@ -24,10 +24,10 @@ from producers.contract import SMS_RESULTS_STREAM
 from producers.results import decode_fields
 from simulator import Simulator
 from worker.broker import make_broker
-from worker.client import SendCloudClient
 from worker.jobs import declare_job_actors
 from worker.jobs.runner import JobRunner
 from worker.runtime import Runtime
+from worker.sendcloud.client import SendCloudClient
 from worker.settings import Settings
 
 TEMPLATE_ID = 7001

@@ -26,7 +26,7 @@ from producers.campaign_report import CampaignStatus
 from producers.contract import SMS_QUEUE
 from producers.idempotency import record_key
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack
-from worker.idempotency import JobLedger
+from worker.jobs.idempotency import JobLedger
 
 
 @pytest.fixture

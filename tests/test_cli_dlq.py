@@ -9,7 +9,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from producers.contract import SMS_QUEUE
 from tests.test_dlq import dead_letter_one
-from worker import dlq
+from worker.broker import dead_letters as dlq
 from worker.cli import main
 
 

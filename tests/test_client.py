@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from tests.test_client_fakes import API_KEY, SMS_KEY, FakeSendCloud, doc_reply, make_client, ok
-from worker.models import AddressList, EmailStatusRecord, FailedRecipient, Member, SmsResult
+from worker.sendcloud.models import (
+    AddressList,
+    EmailStatusRecord,
+    FailedRecipient,
+    Member,
+    SmsResult,
+)
 
 
 @pytest.fixture

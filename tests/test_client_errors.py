@@ -18,8 +18,8 @@ from tests.test_client_fakes import (
     make_client,
     ok,
 )
-from worker import errors
-from worker.client import SendCloudClient
+from worker.sendcloud import errors
+from worker.sendcloud.client import SendCloudClient
 
 PHONE = "13912345678"
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from worker.client import SendCloudClient
+from worker.sendcloud.client import SendCloudClient
 from worker.settings import Settings
 
 REPLIES = Path(__file__).parent / "fixtures" / "replies"

@@ -10,9 +10,9 @@ import pytest
 
 from simulator import Simulator
 from tests.test_client_fakes import make_settings
-from worker import errors
-from worker.client import SendCloudClient
-from worker.retries import call_with_retries
+from worker.sendcloud import errors
+from worker.sendcloud.client import SendCloudClient
+from worker.sendcloud.retries import call_with_retries
 from worker.settings import Settings
 
 SMS_KEY = "sim-sms-key-0000"
@@ -315,7 +315,7 @@ def test_members_of_someone_elses_list(client: SendCloudClient) -> None:
 
 def test_every_simulated_path_is_covered(sim: Simulator) -> None:
     """The client has a method for each endpoint the simulator serves."""
-    from worker import client as client_module
+    from worker.sendcloud import client as client_module
 
     used = {
         value

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from worker import codes, errors
-from worker.codes import CODES, ERROR_CLASSES, HOOK_CODES, Kind
+from worker.sendcloud import codes, errors
+from worker.sendcloud.codes import CODES, ERROR_CLASSES, HOOK_CODES, Kind
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "sendcloud-api"
 SHARED = DOCS.parent.parent.parent / "shared" / "sendcloud-api"

@@ -10,8 +10,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from producers.contract import SMS_QUEUE
 from producers.idempotency import record_key
-from worker import dlq
-from worker.errors import InvalidRequestError
+from worker.broker import dead_letters as dlq
+from worker.sendcloud.errors import InvalidRequestError
 
 BrokerFactory = Callable[[], RedisBroker]
 

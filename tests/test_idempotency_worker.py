@@ -11,9 +11,8 @@ import redis
 from producers.contract import SMS_RESULTS_STREAM
 from producers.idempotency import IdempotencyStore, payload_hash
 from tests.jobs_harness import stream_records
-from worker.errors import ConfigurationError
-from worker.idempotency import JobLedger, send_request_id, window_left
-from worker.settings import Settings
+from worker.jobs.idempotency import JobLedger, send_request_id, window_left
+from worker.settings import ConfigurationError, Settings
 
 T0 = 1_700_000_000.0
 LEASE = 30.0

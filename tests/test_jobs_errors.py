@@ -16,8 +16,8 @@ import pytest
 from producers.contract import SMS_RESULTS_STREAM
 from producers.idempotency import IdempotencyStore, payload_hash
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, stack_factory
-from worker.idempotency import send_request_id
 from worker.jobs import JOB_TYPES
+from worker.jobs.idempotency import send_request_id
 from worker.jobs.policy import next_shanghai_midnight
 from worker.jobs.runner import JobType, PermanentJobFailure
 

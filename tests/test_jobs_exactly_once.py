@@ -21,9 +21,9 @@ from structlog.testing import capture_logs
 from producers.contract import ALL_QUEUES, CODES_QUEUE, SEND_CODE_ACTOR, SMS_QUEUE
 from producers.idempotency import IdempotencyStore, payload_hash
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack, stack_factory
-from worker import dlq
-from worker.dlq import list_dead_letters
-from worker.idempotency import send_request_id
+from worker.broker import dead_letters as dlq
+from worker.broker.dead_letters import list_dead_letters
+from worker.jobs.idempotency import send_request_id
 from worker.logs import configure_logging
 
 

@@ -27,9 +27,9 @@ from tests.test_client_fakes import (
     make_settings,
     ok,
 )
-from worker import errors
-from worker.client import SendCloudClient
 from worker.logs import MASK, Redactor, bind_job, configure_logging
+from worker.sendcloud import errors
+from worker.sendcloud.client import SendCloudClient
 
 PHONE = "13912345678"
 MEMBER = "private.person@example.com"

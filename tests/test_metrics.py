@@ -15,7 +15,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from producers.contract import ALL_QUEUES, CODES_QUEUE, SMS_QUEUE
-from worker import dlq, metrics
+from worker import metrics
+from worker.broker import dead_letters as dlq
 from worker.settings import Settings
 
 

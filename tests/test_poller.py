@@ -16,11 +16,11 @@ from structlog.testing import capture_logs
 from producers.contract import EMAIL_STATUS_STREAM
 from simulator.core import Simulator
 from tests.jobs_harness import fast_settings
-from worker.client import SendCloudClient
-from worker.poll_window import Gap
-from worker.poller import CURSOR_KEY, EmailStatusPoller, PollAborted, PollConfig
-from worker.ratelimit import RateLimiter
-from worker.status_records import SHANGHAI
+from worker.email_status.poller import CURSOR_KEY, EmailStatusPoller, PollAborted, PollConfig
+from worker.email_status.ratelimit import RateLimiter
+from worker.email_status.records import SHANGHAI
+from worker.email_status.window import Gap
+from worker.sendcloud.client import SendCloudClient
 
 START = datetime(2024, 5, 20, 9, 0, tzinfo=SHANGHAI)
 

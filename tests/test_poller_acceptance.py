@@ -17,7 +17,7 @@ from simulator import Simulator
 from simulator.admin import SimulatorAdmin
 from simulator.server import SimulatorServer, serve_in_thread
 from worker.cli import main
-from worker.poller import CURSOR_KEY
+from worker.email_status.poller import CURSOR_KEY
 
 CLI = str(Path(sys.executable).with_name("sendcloud-jobs"))
 

@@ -7,8 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from worker.poll_window import MAX_SPAN_DAYS, Gap, plan_window
-from worker.status_records import (
+from worker.email_status.records import (
     SHANGHAI,
     STATUS_FIELDS,
     fingerprint,
@@ -18,6 +17,7 @@ from worker.status_records import (
     status_code,
     sub_status_description,
 )
+from worker.email_status.window import MAX_SPAN_DAYS, Gap, plan_window
 
 NOW = datetime(2024, 5, 20, 10, 0, tzinfo=SHANGHAI)
 QUARTER = timedelta(minutes=15)

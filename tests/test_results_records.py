@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from worker.models import FailedRecipient, SmsResult
-from worker.results import recipients_of_result
+from worker.jobs.results import recipients_of_result
+from worker.sendcloud.models import FailedRecipient, SmsResult
 
 
 def reply(sms_ids: list[str], failed: list[FailedRecipient] | None = None) -> SmsResult:

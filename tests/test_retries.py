@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 import tenacity
 
-from worker import errors
-from worker.retries import RetryPolicy, call_with_retries
+from worker.sendcloud import errors
+from worker.sendcloud.retries import RetryPolicy, call_with_retries
 
 
 class Flaky:

@@ -13,7 +13,7 @@ from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 
 from producers.contract import EMAIL_STATUS_STREAM, POLL_EMAIL_STATUS_ACTOR, STATUS_QUEUE
 from tests.jobs_harness import Stack, make_stack
-from worker.poll_actor import (
+from worker.email_status.actor import (
     claim_slot,
     declare_poll_actor,
     run_slot,
@@ -21,7 +21,7 @@ from worker.poll_actor import (
     slot_key,
     slot_ttl,
 )
-from worker.scheduler import JOB_ID, aligned_start, build_scheduler, enqueue_poll
+from worker.email_status.scheduler import JOB_ID, aligned_start, build_scheduler, enqueue_poll
 
 SLOT_10 = 6000.0  # epoch seconds of the boundary of slot 10 at 10-minute slots
 

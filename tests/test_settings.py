@@ -5,9 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from worker.client import SendCloudClient
-from worker.errors import ConfigurationError
-from worker.settings import CREDENTIAL_VARIABLES, Settings
+from worker.sendcloud.client import SendCloudClient
+from worker.settings import CREDENTIAL_VARIABLES, ConfigurationError, Settings
 
 FULL = {
     "SENDCLOUD_SMS_USER": "sms_user",

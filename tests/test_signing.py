@@ -1,4 +1,4 @@
-"""Signature vectors computed here by hand, independently of worker.signing.
+"""Signature vectors computed here by hand, independently of worker.sendcloud.signing.
 
 SendCloud signs ``smsKey&k1=v1&...&smsKey`` over the raw values (sorted by key, smsKey and
 signature left out). The expected strings below are written out literally so a change in
@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from worker.client import SendCloudClient
+from worker.sendcloud.client import SendCloudClient
+from worker.sendcloud.signing import sign, signing_string
 from worker.settings import Settings
-from worker.signing import sign, signing_string
 
 KEY = "k3y-With=Odd&Chars"
 

@@ -321,7 +321,7 @@ def test_utf8_multipart_and_query_string_parameters_are_signed_as_decoded(setup)
 
 @pytest.mark.parametrize("method", ["md5", "sha256"])
 def test_the_client_signing_code_is_accepted(setup, method):
-    from worker.signing import sign
+    from worker.sendcloud.signing import sign
 
     _, client, _ = setup
     params = {"smsUser": SMS_USER, "templateId": "1", "phone": PHONE, "vars": '{"name":"张 &"}'}

@@ -1,6 +1,6 @@
 """Helpers shared by the simulator tests: a settable clock, request signing, a client.
 
-Signing is written here again, on purpose independent of both worker.signing and the
+Signing is written here again, on purpose independent of both worker.sendcloud.signing and the
 simulator, so the tests check the simulator against the documented algorithm.
 """
 

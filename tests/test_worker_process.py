@@ -25,7 +25,7 @@ from producers.contract import CODES_QUEUE, SMS_QUEUE, SMS_RESULTS_STREAM
 from simulator import Simulator
 from simulator.server import SimulatorServer, serve_in_thread
 from tests.jobs_harness import TEMPLATE_ID, mainland, stream_records, wait_until
-from worker.idempotency import send_request_id
+from worker.jobs.idempotency import send_request_id
 
 pytestmark = pytest.mark.chaos
 

@@ -12,11 +12,11 @@ import redis
 
 from worker import metrics
 from worker.broker import make_broker
-from worker.client import SendCloudClient
+from worker.email_status.actor import declare_poll_actor
 from worker.jobs import declare_job_actors
 from worker.logs import configure_logging
-from worker.poll_actor import declare_poll_actor
 from worker.runtime import Runtime
+from worker.sendcloud.client import SendCloudClient
 from worker.settings import Settings
 
 settings = Settings.from_env().require_credentials()

@@ -16,7 +16,7 @@ import redis
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from worker.client import SendCloudClient
+    from worker.sendcloud.client import SendCloudClient
 
 
 class Runtime:

@@ -11,10 +11,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from worker.errors import ConfigurationError
-
 DEFAULT_BASE_URL = "https://api.sendcloud.net"
 SIGN_METHODS = ("md5", "sha256")
+
+
+class ConfigurationError(Exception):
+    """A required setting is missing or malformed. Never retried."""
+
+    def __init__(self, variable: str, rule: str) -> None:
+        self.variable = variable
+        self.rule = rule
+        super().__init__(f"{variable}: {rule}")
+
+
 CREDENTIAL_VARIABLES = (
     "SENDCLOUD_SMS_USER",
     "SENDCLOUD_SMS_KEY",

@@ -46,8 +46,8 @@ from producers.contract import ALL_QUEUES, SMS_RESULTS_STREAM
 from producers.idempotency import RECORD_PREFIX
 from producers.results import decode_fields
 from tests.chaos.conftest import CHAOS_DB, ChaosSize
-from worker.dlq import dead_letter_keys
-from worker.idempotency import send_request_id
+from worker.broker.dead_letters import dead_letter_keys
+from worker.jobs.idempotency import send_request_id
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
 

@@ -5,7 +5,7 @@ Middleware, in order:
 1. ``JobContext``: every log line of a job carries its key, message id and actor.
 2. ``TimeLimit`` (``SENDCLOUD_JOB_LEASE``): an attempt stuck longer than its claim's lease is
    interrupted and retried; the retry takes its own claim over as an attempt whose outcome is
-   unknown (:mod:`worker.idempotency`), as another copy could once the lease ran out.
+   unknown (:mod:`worker.jobs.idempotency`), as another copy could once the lease ran out.
 3. ``Retries``: retries only what :mod:`worker.jobs` tells it to (see there).
 4. ``CurrentMessage``: actors read their Dramatiq message id, the owner of the job's claim.
 5. ``DeadLetterReasons``: a dead-lettered message keeps why it died.
@@ -17,6 +17,10 @@ Redelivery after a crash: the RedisBroker gives the messages of a worker that st
 heartbeating for ``SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT`` seconds to the others, during "queue
 maintenance", which runs on ``SENDCLOUD_BROKER_MAINTENANCE_CHANCE`` out of a million Redis
 commands. Workers poll often, so that is a few seconds after the timeout in practice.
+
+Holds the broker factory (here), ``job_context`` (log context middleware) and
+``dead_letters`` (reasons, listing and replay). May import the process plumbing and
+``producers``; nothing of jobs or SendCloud.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
 
-from worker.dlq import DeadLetterReasons
-from worker.middleware.job_context import JobContext
+from worker.broker.dead_letters import DeadLetterReasons
+from worker.broker.job_context import JobContext
 from worker.settings import Settings
 
 

@@ -12,7 +12,7 @@ The broker stores the message as it was *enqueued*, so the error of the final at
 the ``traceback`` option, when present, is the one of the attempt before. ``DeadLetterReasons``
 closes that gap: right after a nack it rewrites the dead-lettered copy with a one-line
 ``dead_letter_reason`` taken from the exception that killed it. Error messages in this product
-never hold secrets (see worker/errors.py), so the reason is safe to store and print.
+never hold secrets (see worker/sendcloud/errors.py), so the reason is safe to store and print.
 
 Replay is safe because every job is idempotent: its payload carries the idempotency key, and
 SMS sends carry a stable sendRequestId. The same idempotency means a job whose record is already

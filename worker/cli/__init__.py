@@ -3,6 +3,9 @@
 Each command lives in a module of this package with a ``register(subparsers)`` function; the
 dispatcher turns a user's mistake (bad input, missing setting, Redis down) into one clear line
 on stderr and exit status 2, with no traceback.
+
+The operator's tools live here too: ``demo_scenario`` (the embedded demo) and the commands
+over dead letters, results and campaigns. The top of the import map: may import anything.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from producers.errors import IdempotencyConflict, ProducerValidationError
-    from worker.errors import ConfigurationError
+    from worker.settings import ConfigurationError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """``sendcloud-jobs demo``: the whole pipeline in one process, no Redis server or account needed.
 
-See :mod:`worker.demo` for what runs. With ``REDIS_URL`` set the demo uses that Redis (point it
-at a scratch database: demo records are written to its result streams).
+See :mod:`worker.cli.demo_scenario` for what runs. With ``REDIS_URL`` set the demo uses that
+Redis (point it at a scratch database: demo records are written to its result streams).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def facts_table(result: Any) -> Table:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from worker.demo import Demo, DemoError
+    from worker.cli.demo_scenario import Demo, DemoError
 
     console = Console()
     console.rule("sendcloud-jobs demo")

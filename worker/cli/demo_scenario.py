@@ -30,20 +30,19 @@ import redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from producers import Producer
-from producers.campaign import start_campaign
+from producers import Producer, start_campaign
 from producers.campaign_report import CampaignStatus, campaign_status
 from producers.contract import EMAIL_STATUS_STREAM, MEMBERS_RESULTS_STREAM, SMS_RESULTS_STREAM
 from producers.results import decode_fields
 from simulator import Simulator
 from worker.broker import make_broker
-from worker.client import SMS_SEND as SEND_PATH
-from worker.client import SendCloudClient
+from worker.email_status.actor import declare_poll_actor
+from worker.email_status.poller import CURSOR_KEY
 from worker.jobs import declare_job_actors
 from worker.logs import configure_logging
-from worker.poll_actor import declare_poll_actor
-from worker.poller import CURSOR_KEY
 from worker.runtime import Runtime
+from worker.sendcloud.client import SMS_SEND as SEND_PATH
+from worker.sendcloud.client import SendCloudClient
 from worker.settings import Settings
 
 TEMPLATE_ID = 1

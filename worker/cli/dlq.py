@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from producers.contract import ALL_QUEUES
-from worker import dlq
+from worker.broker import dead_letters as dlq
 from worker.cli import UsageError
 from worker.cli.health import connect_redis, load_settings
 

@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.errors import AuthError, ClockSkewError, InvalidRequestError, SendCloudError
+from worker.sendcloud.errors import AuthError, ClockSkewError, InvalidRequestError, SendCloudError
 from worker.settings import Settings
 
 #: Beyond this, SendCloud refuses SMS calls (461); the client then re-syncs its offset.
@@ -139,7 +139,7 @@ def run_checks(settings: Settings, *, redis_only: bool, client: Any = None) -> l
         return lines
     settings.require_credentials()
     if client is None:
-        from worker.client import SendCloudClient
+        from worker.sendcloud.client import SendCloudClient
 
         client = SendCloudClient(settings)
     try:

@@ -33,8 +33,8 @@ def run_scheduler(args: argparse.Namespace) -> int:
     import structlog
 
     from worker.broker import make_broker
+    from worker.email_status.scheduler import build_scheduler
     from worker.logs import configure_logging
-    from worker.scheduler import build_scheduler
     from worker.settings import Settings
 
     settings = Settings.from_env()

@@ -14,9 +14,9 @@ from typing import Any
 import redis
 
 from worker.cli import UsageError
-from worker.errors import SendCloudError
-from worker.poll_window import MAX_SPAN_DAYS
-from worker.poller import PollAborted, PollSummary
+from worker.email_status.poller import PollAborted, PollSummary
+from worker.email_status.window import MAX_SPAN_DAYS
+from worker.sendcloud.errors import SendCloudError
 
 
 def register(subparsers: Any) -> None:
@@ -52,10 +52,10 @@ def _days(raw: str) -> int:
 
 
 def run_poll(args: argparse.Namespace) -> int:
-    from worker.client import SendCloudClient
+    from worker.email_status.actor import build_poller
     from worker.logs import configure_logging
-    from worker.poll_actor import build_poller
     from worker.runtime import Runtime
+    from worker.sendcloud.client import SendCloudClient
     from worker.settings import Settings
 
     if not args.once:

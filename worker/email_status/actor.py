@@ -25,9 +25,9 @@ import redis
 import structlog
 
 from producers.contract import KEY_PREFIX, POLL_EMAIL_STATUS_ACTOR, STATUS_QUEUE
+from worker.email_status.poller import EmailStatusPoller, PollAborted, PollConfig, PollSummary
+from worker.email_status.ratelimit import EMAIL_STATUS_LIMIT_KEY, RateLimiter
 from worker.logs import bind_job
-from worker.poller import EmailStatusPoller, PollAborted, PollConfig, PollSummary
-from worker.ratelimit import EMAIL_STATUS_LIMIT_KEY, RateLimiter
 from worker.runtime import Runtime
 
 log = structlog.get_logger(__name__)

@@ -1,6 +1,6 @@
 """One emailStatus poll: read every page of the window, publish each status change once.
 
-A poll plans its window from the cursor (see ``worker.poll_window``), pages through
+A poll plans its window from the cursor (see ``worker.email_status.window``), pages through
 emailStatus with ``start``/``limit``, and hands each page to one Lua script that, per email,
 compares the state's fingerprint (modifiedTime, status, subStatus) with the last one published
 and, only when it differs, stores the new one and XADDs the record to
@@ -12,10 +12,11 @@ dropped, so a slow poller cannot re-publish a superseded status.
 The last-published fingerprints live in one hash per request date that expires 32 days after
 that date, just past the 30 days emailStatus can still return it, so the state stays bounded.
 
-Every call first takes a slot from the shared :class:`~worker.ratelimit.RateLimiter`. A 50000
-(or any other transient failure) backs off, holds back every process sharing the limiter, and
-retries the same page; a poll that gives up raises and leaves the cursor where it was, so the
-next one reads the whole window again (publishing nothing twice).
+Every call first takes a slot from the shared
+:class:`~worker.email_status.ratelimit.RateLimiter`. A 50000 (or any other transient failure)
+backs off, holds back every process sharing the limiter, and retries the same page; a poll that
+gives up raises and leaves the cursor where it was, so the next one reads the whole window again
+(publishing nothing twice).
 
 Pages are read by offset. If SendCloud files new emails into the window while a poll pages
 through it, an item can shift across a page boundary and be skipped by this poll; the next poll
@@ -35,17 +36,17 @@ import redis
 import structlog
 
 from producers.contract import EMAIL_STATUS_STREAM, KEY_PREFIX
-from worker.errors import SendCloudError, ThrottledError
-from worker.poll_window import Gap, Window, plan_window
-from worker.ratelimit import RateLimiter
-from worker.settings import Settings
-from worker.status_records import (
+from worker.email_status.ratelimit import RateLimiter
+from worker.email_status.records import (
     SHANGHAI,
     StatusRecord,
     fingerprint,
     normalise,
     request_date,
 )
+from worker.email_status.window import Gap, Window, plan_window
+from worker.sendcloud.errors import SendCloudError, ThrottledError
+from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ class StatusPage(Protocol):
 
 
 class EmailStatusSource(Protocol):
-    """What a poll needs of ``worker.client.SendCloudClient``."""
+    """What a poll needs of ``worker.sendcloud.client.SendCloudClient``."""
 
     def email_status(
         self,

@@ -83,7 +83,7 @@ STATUS_FIELDS = (
 
 
 class StatusRecord(Protocol):
-    """One emailStatus item as the client parses it (``worker.models.EmailStatusRecord``)."""
+    """One emailStatus item as the client parses it (``sendcloud.models.EmailStatusRecord``)."""
 
     @property
     def email_id(self) -> str: ...

@@ -2,7 +2,7 @@
 
 Run exactly one (``sendcloud-jobs scheduler``, the Procfile's ``scheduler`` entry); running two
 by mistake, or a new one starting while the old one drains, is harmless: each tick claims its
-slot in Redis before enqueueing (see ``worker.poll_actor``), so a slot gets one poll however
+slot in Redis before enqueueing (see ``worker.email_status.actor``), so a slot gets one poll however
 many schedulers tick for it.
 
 The default interval, 10 minutes, matches SendCloud's 10-minute cache of each emailStatus
@@ -27,7 +27,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from producers.contract import POLL_EMAIL_STATUS_ACTOR, STATUS_QUEUE
-from worker.poll_actor import claim_slot, new_token, slot_for, slot_ttl
+from worker.email_status.actor import claim_slot, new_token, slot_for, slot_ttl
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from worker.status_records import SHANGHAI
+from worker.email_status.records import SHANGHAI
 
 #: The most dates one query may span, today included (see the module docstring).
 MAX_SPAN_DAYS = 30

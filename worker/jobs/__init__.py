@@ -11,7 +11,7 @@ Dramatiq's retry bookkeeping is made explicit here (see :mod:`worker.broker` for
   a busy duplicate does not use it up;
 * :class:`PermanentJobFailure` is in ``throws``: the message is failed at once and the
   RedisBroker moves it to the dead-letter set (``dramatiq:<queue>.XQ``), with the reason added
-  to its options (:mod:`worker.middleware.dead_letters`);
+  to its options (:mod:`worker.broker.dead_letters`);
 * any other exception that escapes the runner (Redis unreachable, so the job could not even
   be claimed or given back; an attempt cut off by its time limit) becomes a ``Retry`` with
   backoff as well. Dramatiq's own count of retries includes pauses and busy copies, so letting
@@ -35,6 +35,11 @@ in brackets so retries take milliseconds):
 ``SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT``   60 s    a silent worker's messages are redelivered [2]
 ``SENDCLOUD_BROKER_MAINTENANCE_CHANCE``  1000    per million commands: redelivery check [100000]
 =======================================  ======  ===============================================
+
+Holds the actors (``sms``, ``codes``, ``members``), the ``runner`` every attempt goes through,
+the job's ``idempotency`` record (claim and finish scripts), account ``pause``, result
+``results`` records and ``campaign`` counters. May import ``worker.sendcloud``,
+``worker.runtime``, the process plumbing and ``producers``.
 """
 
 from __future__ import annotations

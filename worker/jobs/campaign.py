@@ -3,7 +3,7 @@
 Why the counters are exact
 --------------------------
 A campaign chunk is an ordinary SMS job, and every job ends with exactly one call of the finish
-script (:mod:`worker.idempotency`): it writes the final state only while the caller still owns
+script (:mod:`worker.jobs.idempotency`): it writes the final state only while the caller still owns
 the job's claim, so a redelivered copy, a second worker, or a retry can never finish a job twice.
 :data:`ACCOUNT_LUA` runs inside that same script, right after the chunk's result record is
 appended, so a chunk's state, its stream record and its campaign accounting land together or not

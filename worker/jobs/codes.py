@@ -7,10 +7,10 @@ a code is never sent after it (the job ends as ``expired``), nor retried into a 
 from __future__ import annotations
 
 from producers.contract import CODES_QUEUE, SEND_CODE_ACTOR, SEND_VOICE_CODE_ACTOR
-from worker.client import SendCloudClient
 from worker.jobs.runner import Payload
 from worker.jobs.sms import SmsFamily
-from worker.models import SmsResult
+from worker.sendcloud.client import SendCloudClient
+from worker.sendcloud.models import SmsResult
 
 
 class _ExpiringCode(SmsFamily):

@@ -72,8 +72,8 @@ from producers.idempotency import (
     STATE_NEEDS_REVIEW,
     record_key,
 )
-from worker.campaign import ACCOUNT_LUA
-from worker.results import flatten
+from worker.jobs.campaign import ACCOUNT_LUA
+from worker.jobs.results import flatten
 
 #: SendCloud deduplicates a sendRequestId for this long.
 DEDUP_WINDOW = 3600.0
@@ -162,7 +162,7 @@ return 1
 """
 
 # KEYS: record, stream. ARGV: message_id, now, state, result, maxlen, ttl, then field/value pairs.
-# A campaign chunk's accounting runs in this same script: see worker.campaign.
+# A campaign chunk's accounting runs in this same script: see worker.jobs.campaign.
 _FINISH_LUA = ACCOUNT_LUA + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then

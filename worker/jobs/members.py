@@ -11,11 +11,11 @@ rename happened. Check the list before renaming again.
 from __future__ import annotations
 
 from producers.contract import MEMBERS_ACTOR, MEMBERS_QUEUE, MEMBERS_RESULTS_STREAM
-from worker import errors
-from worker.client import SendCloudClient
+from worker.jobs.results import Ending, members_record
 from worker.jobs.runner import JobType, Payload, Record
-from worker.models import MemberOpResult
-from worker.results import Ending, members_record
+from worker.sendcloud import errors
+from worker.sendcloud.client import SendCloudClient
+from worker.sendcloud.models import MemberOpResult
 
 OPS = ("add", "update", "delete")
 

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from producers.contract import KEY_PREFIX
-from worker.results import alert_record, flatten
+from worker.jobs.results import alert_record, flatten
 
 PAUSE_PREFIX = f"{KEY_PREFIX}pause:"
 

@@ -1,7 +1,7 @@
 """The final result record of each job, and the alert record of an account pause.
 
 Every job ends with exactly one final record, appended to a Redis stream in the same Lua script
-that sets the job's final state (:meth:`worker.idempotency.JobLedger.finish`); the same record,
+that sets the job's final state (:meth:`worker.jobs.idempotency.JobLedger.finish`); the same record,
 as JSON, is the ``result`` field of the job's idempotency record. Fields are flat: scalars as
 text, lists as JSON text, an absent value as ``""``. No field ever holds a secret.
 
@@ -52,8 +52,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.errors import RecipientsRejectedError
-from worker.models import MemberOpResult, SmsResult
+from worker.sendcloud.errors import RecipientsRejectedError
+from worker.sendcloud.models import MemberOpResult, SmsResult
 
 Record = dict[str, Any]
 

@@ -14,13 +14,13 @@ What each SendCloud error does:
 ==========================  =======================================================================
 DuplicateRequestError       (400) SendCloud already took this sendRequestId: ``duplicate``, success
 TransportError              no reply, the request may have taken effect: retry with backoff, kept
-                            inside the 1-hour dedup window (:mod:`worker.idempotency`)
+                            inside the 1-hour dedup window (:mod:`worker.jobs.idempotency`)
 ServerError, ThrottledError retry with backoff; after ``SENDCLOUD_JOB_MAX_ATTEMPTS``: ``failed``
 PhoneMinuteLimitError       (496) retry after >= 60 s
 PhoneDailyLimitError        (498) retry after the next Asia/Shanghai midnight, or ``failed`` at once
                             when ``SENDCLOUD_DAILY_LIMIT_ACTION=fail``
-QuotaError                  (499) pause the account (:mod:`worker.pause`), keep the message, retry
-                            after the pause; the attempt is not counted
+QuotaError                  (499) pause the account (:mod:`worker.jobs.pause`), keep the message,
+                            retry after the pause; the attempt is not counted
 anything else               permanent: ``failed`` with statusCode and message, dead-lettered
 ==========================  =======================================================================
 
@@ -41,15 +41,16 @@ import dramatiq
 import structlog
 
 from producers.contract import SMS_RESULTS_STREAM
-from worker import codes, errors, metrics
-from worker.campaign import CANCELLED_MESSAGE, cancel_requested
-from worker.client import SendCloudClient
-from worker.idempotency import Claim, JobLedger, send_request_id, window_left
+from worker import metrics
 from worker.jobs import policy
-from worker.pause import AccountPause
-from worker.results import Ending
-from worker.retries import call_with_retries
+from worker.jobs.campaign import CANCELLED_MESSAGE, cancel_requested
+from worker.jobs.idempotency import Claim, JobLedger, send_request_id, window_left
+from worker.jobs.pause import AccountPause
+from worker.jobs.results import Ending
 from worker.runtime import Runtime
+from worker.sendcloud import codes, errors
+from worker.sendcloud.client import SendCloudClient
+from worker.sendcloud.retries import call_with_retries
 
 log = structlog.get_logger("worker.jobs")
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from producers.contract import SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM
-from worker import errors
-from worker.client import SendCloudClient
-from worker.jobs.runner import JobType, Payload, Record
-from worker.models import SmsResult
-from worker.results import (
+from worker.jobs.results import (
     Ending,
     recipients_alike,
     recipients_of_rejection,
     recipients_of_result,
     sms_record,
 )
+from worker.jobs.runner import JobType, Payload, Record
+from worker.sendcloud import errors
+from worker.sendcloud.client import SendCloudClient
+from worker.sendcloud.models import SmsResult
 
 #: How each final outcome reads for one recipient of a job that ended without a success.
 RECIPIENT_OUTCOMES = {

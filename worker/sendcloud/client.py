@@ -3,7 +3,7 @@
 Every reply is read the same way (``statusCode``, ``result``, ``message``, ``info``): success
 codes become the endpoint's result type, every other code becomes the exception
 ``codes.error_for`` picks. No retries happen here except the one 461 re-sync; short retries of
-transient errors are ``worker.retries``' job, longer ones the job layer's.
+transient errors are ``worker.sendcloud.retries``' job, longer ones the job layer's.
 
 Nothing secret leaves this module. Errors are built from SendCloud's reply text (with the
 configured secrets masked) and the endpoint path; they are raised outside the ``except`` block
@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 
-from worker import codes, errors, metrics, models, signing
-from worker.models import (
+from worker import metrics
+from worker.sendcloud import codes, errors, models, signing
+from worker.sendcloud.models import (
     AddressList,
     EmailStatusPage,
     Member,
@@ -32,9 +33,9 @@ from worker.models import (
     Page,
     SmsResult,
 )
-from worker.settings import Settings
+from worker.settings import ConfigurationError, Settings
 
-log = structlog.get_logger("worker.client")
+log = structlog.get_logger("worker.sendcloud.client")
 
 SMS_SEND = "/smsapi/send"
 SMS_SEND_CODE = "/smsapi/sendCode"
@@ -443,7 +444,7 @@ class SendCloudClient:
         }
         for name in variables:
             if not values[name].strip():
-                raise errors.ConfigurationError(name, "is required but not set")
+                raise ConfigurationError(name, "is required but not set")
 
     def _scrub(self, text: str) -> str:
         for secret in self._settings.secrets:

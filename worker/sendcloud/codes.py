@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from worker import errors
+from worker.sendcloud import errors
 
 
 class Kind(enum.Enum):

@@ -21,14 +21,15 @@ Exception tree::
     │   └── DuplicateRequestError   400 / 40000: SendCloud already took this sendRequestId
     └── UndeliverableError          SMSHook codes: the carrier or SendCloud refused one number
 
-    ConfigurationError              not a SendCloudError: a setting is missing or wrong
+    worker.settings.ConfigurationError  not a SendCloudError: a setting is missing or wrong
 
 Every error except TransportError carries the statusCode SendCloud replied with. TransportError
 has ``code=None``: no reply came, so whether the request took effect is unknown, which is why
 SMS sends always carry a stable ``sendRequestId``.
 
-ConfigurationError lives outside the tree on purpose: retry and failure handlers catch
-SendCloudError, and a missing credential must stop a worker rather than be retried or swallowed.
+ConfigurationError lives outside the tree on purpose, in ``worker.settings``: retry and failure
+handlers catch SendCloudError, and a missing credential must stop a worker rather than be
+retried or swallowed.
 
 No error ever holds a secret: messages are built from SendCloud's reply text and the endpoint
 path only, never from the request's parameters.
@@ -37,15 +38,6 @@ path only, never from the request's parameters.
 from __future__ import annotations
 
 from typing import Any
-
-
-class ConfigurationError(Exception):
-    """A required setting is missing or malformed. Never retried."""
-
-    def __init__(self, variable: str, rule: str) -> None:
-        self.variable = variable
-        self.rule = rule
-        super().__init__(f"{variable}: {rule}")
 
 
 class SendCloudError(Exception):

@@ -21,11 +21,11 @@ from typing import TypeVar
 import structlog
 import tenacity
 
-from worker.errors import SendCloudError
+from worker.sendcloud.errors import SendCloudError
 
 T = TypeVar("T")
 
-log = structlog.get_logger("worker.retries")
+log = structlog.get_logger("worker.sendcloud.retries")
 
 
 def is_transient(exc: BaseException) -> bool:
