@@ -278,11 +278,13 @@ class _Run:
         else:
             try:
                 reservation = self.producer.store.reserve(
-                    payload["key"], payload_hash(payload), "sms", self.producer.idempotency_ttl
+                    payload["key"], payload_hash(payload), "sms", self.producer.idempotency_ttl,
+                    job={"actor": SEND_SMS_ACTOR, "payload": payload},
                 )
             except IdempotencyConflict:
                 raise CampaignConflict(self.cid, f"chunk {index} differs") from None
             if reservation.should_enqueue:
+                payload["enqueued_at"] = reservation.now
                 message: dramatiq.Message[Any] = dramatiq.Message(
                     queue_name=SMS_QUEUE, actor_name=SEND_SMS_ACTOR, args=(dict(payload),),
                     kwargs={}, options={},
@@ -443,7 +445,7 @@ def _flush(run: _Run, settings: SmsJob, index: int, chunk: list[str], digest: An
     payload: SmsJob = {
         "key": chunk_key(run.cid, index), "template_id": settings["template_id"],
         "phones": chunk, "vars": settings["vars"], "msg_type": settings["msg_type"],
-        "tag": settings["tag"], "enqueued_at": time.time(),
+        "tag": settings["tag"], "enqueued_at": 0.0,
         "campaign_id": run.cid, "chunk_index": index,
     }
     digest.update(",".join(chunk).encode() + b"\n")

@@ -40,6 +40,12 @@ RESULT_STREAMS = (SMS_RESULTS_STREAM, MEMBERS_RESULTS_STREAM, EMAIL_STATUS_STREA
 # Every Redis key the service owns starts with this prefix.
 KEY_PREFIX = "sendcloud:"
 
+# Sorted set of jobs not yet final, scored by when each should have moved on (Redis time,
+# epoch seconds). The reconciler re-drives those left past it: see worker.jobs.reconciler.
+RECONCILE_KEY = f"{KEY_PREFIX}reconcile"
+#: How long a freshly enqueued job may wait in its queue before the reconciler looks at it.
+DEFAULT_QUEUED_AFTER = 600
+
 Kind = Literal["sms", "code", "voice_code", "members_add", "members_update", "members_delete"]
 
 Outcome = Literal[
@@ -73,8 +79,9 @@ class CodeJob(TypedDict):
     sign_id: int | None
     sign_name: str | None
     msg_type: int
-    enqueued_at: float
-    expires_at: float  # epoch seconds; never sent after this
+    enqueued_at: float  # Redis time when the job was reserved
+    expires_at: float  # epoch seconds, Redis time; never sent after this
+    expires_in: NotRequired[float]  # seconds from enqueued_at to expires_at
 
 
 class VoiceCodeJob(TypedDict):
@@ -83,6 +90,7 @@ class VoiceCodeJob(TypedDict):
     code: str
     enqueued_at: float
     expires_at: float
+    expires_in: NotRequired[float]
 
 
 class MembersJob(TypedDict):

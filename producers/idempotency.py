@@ -9,7 +9,8 @@ worker as it runs it. The layout (the worker's claim / release / complete use th
 
   ``hash``        sha256 hex of the canonical JSON payload (:func:`payload_hash`): sorted keys,
                   ``separators=(",", ":")``, ``ensure_ascii=False``, UTF-8, without the fields in
-                  :data:`HASH_EXCLUDED_FIELDS` (``key``, ``enqueued_at``, ``expires_at``).
+                  :data:`HASH_EXCLUDED_FIELDS` (``key``, ``enqueued_at``, ``expires_at``,
+                  ``expires_in``).
   ``kind``        one of ``contract.Kind``: sms, code, voice_code, members_add, ...
   ``state``       ``queued`` (set here) → ``in_flight`` → ``done`` | ``failed`` | ``expired`` |
                   ``needs_review`` (set by the worker).
@@ -30,18 +31,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from producers.contract import KEY_PREFIX
+from producers.contract import DEFAULT_QUEUED_AFTER, KEY_PREFIX, RECONCILE_KEY
 from producers.errors import IdempotencyConflict
 
 RECORD_PREFIX = f"{KEY_PREFIX}idem:"
-HASH_EXCLUDED_FIELDS = frozenset({"key", "enqueued_at", "expires_at"})
+HASH_EXCLUDED_FIELDS = frozenset({"key", "enqueued_at", "expires_at", "expires_in"})
 
 FIELD_HASH = "hash"
 FIELD_KIND = "kind"
@@ -60,34 +60,42 @@ FINAL_STATES = frozenset({STATE_DONE, STATE_FAILED, STATE_EXPIRED, STATE_NEEDS_R
 
 DEFAULT_TTL = 86400
 
-# KEYS: record keys. ARGV: ttl, now, then (hash, kind) per key.
-# All keys are checked before any is written, so a conflict on one part of a split call
-# reserves none of them.
+# KEYS: the reconcile index, then record keys. ARGV: ttl, queued_after, then (hash, kind, job)
+# per key. All keys are checked before any is written, so a conflict on one part of a split
+# call reserves none of them. Time is Redis's: every decision about time uses one clock.
 _RESERVE_LUA = """
 local ttl = tonumber(ARGV[1])
-local now = ARGV[2]
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', t[1], t[2])
+local due = tonumber(t[1]) + tonumber(ARGV[2])
 local states = {}
-for i, key in ipairs(KEYS) do
+for i = 2, #KEYS do
+    local key = KEYS[i]
     local stored = redis.call('HMGET', key, 'hash', 'state')
-    local wanted = ARGV[1 + 2 * i]
+    local wanted = ARGV[3 * i - 3]
     if stored[2] then
         if stored[1] and stored[1] ~= wanted then
-            return {'conflict', i}
+            return {'conflict', i - 1}
         end
         states[i] = stored[2]
     end
 end
-local out = {'ok'}
-for i, key in ipairs(KEYS) do
+local out = {'ok', now}
+for i = 2, #KEYS do
+    local key = KEYS[i]
     if states[i] then
         if not redis.call('HGET', key, 'hash') then
-            redis.call('HSET', key, 'hash', ARGV[1 + 2 * i])
+            redis.call('HSET', key, 'hash', ARGV[3 * i - 3])
         end
         out[#out + 1] = '0'
         out[#out + 1] = states[i]
     else
-        redis.call('HSET', key, 'hash', ARGV[1 + 2 * i], 'kind', ARGV[2 + 2 * i],
+        redis.call('HSET', key, 'hash', ARGV[3 * i - 3], 'kind', ARGV[3 * i - 2],
                    'state', 'queued', 'created_at', now, 'updated_at', now)
+        if ARGV[3 * i - 1] ~= '' then
+            redis.call('HSET', key, 'job', ARGV[3 * i - 1])
+            redis.call('ZADD', KEYS[1], due, string.sub(key, #RECORD_PREFIX + 1))
+        end
         redis.call('EXPIRE', key, ttl)
         out[#out + 1] = '1'
         out[#out + 1] = 'queued'
@@ -101,6 +109,8 @@ return out
 class Reservation:
     created: bool  # this call created the record
     state: str
+    #: Redis's time when the reservation was made (epoch seconds).
+    now: float = field(default=0.0, compare=False)
 
     @property
     def should_enqueue(self) -> bool:
@@ -142,34 +152,57 @@ def decode_record(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | No
 
 
 class IdempotencyStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, queued_after: int = DEFAULT_QUEUED_AFTER) -> None:
         self.client = client
-        self._reserve = client.register_script(_RESERVE_LUA)
+        self.queued_after = queued_after
+        self._reserve = client.register_script(
+            _RESERVE_LUA.replace("#RECORD_PREFIX", str(len(RECORD_PREFIX)))
+        )
 
     def reserve(
-        self, key: str, payload_hash: str, kind: str, ttl: int = DEFAULT_TTL
+        self,
+        key: str,
+        payload_hash: str,
+        kind: str,
+        ttl: int = DEFAULT_TTL,
+        *,
+        job: Mapping[str, Any] | None = None,
     ) -> Reservation:
-        return self.reserve_many([(key, payload_hash)], kind, ttl)[0]
+        jobs = None if job is None else [job]
+        return self.reserve_many([(key, payload_hash)], kind, ttl, jobs=jobs)[0]
 
     def reserve_many(
-        self, items: Sequence[tuple[str, str]], kind: str, ttl: int = DEFAULT_TTL
+        self,
+        items: Sequence[tuple[str, str]],
+        kind: str,
+        ttl: int = DEFAULT_TTL,
+        *,
+        jobs: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[Reservation]:
         """Reserve (key, payload hash) pairs all-or-nothing, in one round trip.
 
-        Raises IdempotencyConflict naming the first key already used for another payload.
+        ``jobs`` (one per item: ``{"actor": name, "payload": {...}}``) are kept in the new
+        records, and the records entered in the reconcile index, so that a job whose message is
+        lost is driven again (worker.jobs.reconciler). Raises IdempotencyConflict naming the
+        first key already used for another payload.
         """
         if ttl <= 0:
             raise ValueError("ttl must be a positive number of seconds")
-        args: list[str | int] = [int(ttl), f"{time.time():.6f}"]
-        for _, digest in items:
-            args += [digest, kind]
-        reply = self._reserve(keys=[record_key(key) for key, _ in items], args=args)
+        if jobs is not None and len(jobs) != len(items):
+            raise ValueError("jobs must hold one job per item")
+        args: list[str | int] = [int(ttl), self.queued_after]
+        for index, (_, digest) in enumerate(items):
+            job = "" if jobs is None else json.dumps(jobs[index], separators=(",", ":"))
+            args += [digest, kind, job]
+        keys = [RECONCILE_KEY, *(record_key(key) for key, _ in items)]
+        reply = self._reserve(keys=keys, args=args)
         status = _text(reply[0])
         if status == "conflict":
             raise IdempotencyConflict(items[int(reply[1]) - 1][0])
-        pairs = reply[1:]
+        now = float(reply[1])
+        pairs = reply[2:]
         return [
-            Reservation(created=_text(pairs[i]) == "1", state=_text(pairs[i + 1]))
+            Reservation(created=_text(pairs[i]) == "1", state=_text(pairs[i + 1]), now=now)
             for i in range(0, len(pairs), 2)
         ]
 

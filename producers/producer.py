@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 from uuid import uuid4
@@ -190,7 +189,8 @@ class Producer:
             "sign_name": sign_name,
             "msg_type": msg_type,
             "enqueued_at": 0.0,
-            "expires_at": self._expires_at(expires_in),
+            "expires_at": 0.0,
+            "expires_in": self._expires_in(expires_in),
         }
         return self._submit("code", SEND_CODE_ACTOR, idempotency_key, [dict(payload)])
 
@@ -208,7 +208,8 @@ class Producer:
             "phone": v.validate_phone(phone, "phone"),
             "code": v.validate_code(code, "code"),
             "enqueued_at": 0.0,
-            "expires_at": self._expires_at(expires_in),
+            "expires_at": 0.0,
+            "expires_in": self._expires_in(expires_in),
         }
         return self._submit("voice_code", SEND_VOICE_CODE_ACTOR, idempotency_key, [dict(payload)])
 
@@ -323,9 +324,8 @@ class Producer:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _expires_at(self, expires_in: float | None) -> float:
-        seconds = self.code_expiry if expires_in is None else v.validate_expiry(expires_in)
-        return time.time() + seconds
+    def _expires_in(self, expires_in: float | None) -> float:
+        return self.code_expiry if expires_in is None else v.validate_expiry(expires_in)
 
     def _submit(
         self,
@@ -337,20 +337,20 @@ class Producer:
         """Reserve every payload's key in one step, then enqueue those that still need it."""
         key = new_key(kind) if idempotency_key is None else v.validate_key(idempotency_key)
         split = len(payloads) > 1
-        now = time.time()
         for index, payload in enumerate(payloads):
             payload["key"] = part_key(key, index) if split else key
-            payload["enqueued_at"] = now
         reservations = self.store.reserve_many(
             [(payload["key"], payload_hash(payload)) for payload in payloads],
             kind,
             self.idempotency_ttl,
+            jobs=[{"actor": actor, "payload": payload} for payload in payloads],
         )
         queue_name = ACTOR_QUEUES[actor]
         for payload, reservation in zip(payloads, reservations, strict=True):
             if not reservation.should_enqueue:
                 log.debug("job %s is %s; not enqueued again", payload["key"], reservation.state)
                 continue
+            stamp_times(payload, reservation.now)
             message: dramatiq.Message[Any] = dramatiq.Message(
                 queue_name=queue_name,
                 actor_name=actor,
@@ -361,6 +361,18 @@ class Producer:
             self.broker.enqueue(message)
             log.debug("enqueued %s job %s on %s", kind, payload["key"], queue_name)
         return key
+
+
+def stamp_times(payload: dict[str, Any], now: float) -> dict[str, Any]:
+    """Date a payload by Redis's clock: ``enqueued_at`` and, for codes, ``expires_at``.
+
+    The times come from the reservation's script, never from this host's clock, so that a
+    producer whose clock is off cannot stretch or shorten a code's life.
+    """
+    payload["enqueued_at"] = now
+    if "expires_in" in payload:
+        payload["expires_at"] = now + float(payload["expires_in"])
+    return payload
 
 
 def _lookup_key(key: object) -> str:

@@ -136,7 +136,7 @@ def stack_factory(redis_url: str, **defaults: Any) -> Iterator[Callable[..., Sta
 def make_stack(
     redis_url: str,
     *,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] | None = None,
     sim: Simulator | None = None,
     **overrides: Any,
 ) -> Stack:

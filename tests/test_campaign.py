@@ -281,9 +281,9 @@ def test_the_finish_script_survives_odd_campaign_fields(redis_client: redis.Redi
     ]
     for i, extra in enumerate(odd_records):
         key = f"odd-{i}"
-        ledger.claim(key, "m", time.time(), kind="sms")
+        claim = ledger.claim(key, "m", kind="sms")
         record = {"key": key, "kind": "sms", "outcome": "sent", **extra}
-        assert ledger.finish(key, "m", time.time(), outcome="sent", stream="s", record=record)
+        assert ledger.finish(key, claim.token, outcome="sent", stream="s", record=record)
     # Only the last one names a real chunk; unreadable recipients leave the chunk's own outcome.
     fields = redis_client.hgetall(stack_meta)
     assert (fields[b"chunks_done"], fields.get(b"review"), fields[b"state"]) == (

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from producers.contract import SMS_RESULTS_STREAM
+from producers.contract import RECONCILE_KEY, SMS_RESULTS_STREAM
 from producers.idempotency import IdempotencyStore, payload_hash
 from tests.jobs_harness import stream_records
 from worker.jobs.idempotency import JobLedger, send_request_id, window_left
@@ -49,7 +49,7 @@ def test_claim_moves_queued_to_in_flight_with_owner_and_lease(
     )
     stored = ledger.get("k1")
     assert stored["state"] == "in_flight"
-    assert stored["owner"] == "m1"
+    assert stored["owner"] == claim.token == "m1:1"
     assert float(stored["lease_until"]) == T0 + LEASE
     assert float(stored["first_attempt_at"]) == T0
     assert stored["hash"]  # the producer's fields are kept
@@ -60,7 +60,7 @@ def test_another_message_is_busy_while_the_lease_lives(ledger: JobLedger) -> Non
     busy = ledger.claim("k1", "m2", T0 + 10, kind="code")
     assert busy.status == "busy"
     assert busy.busy_for == pytest.approx(LEASE - 10)
-    assert ledger.get("k1")["owner"] == "m1"
+    assert ledger.get("k1")["owner"] == "m1:1"
 
 
 def test_redelivery_of_the_same_message_takes_over_and_becomes_uncertain(
@@ -86,21 +86,21 @@ def test_expired_lease_lets_another_message_take_over_keeping_the_earliest_start
     late = ledger.claim("k1", "m2", T0 + 100 + LEASE + 1, kind="code")
     assert late.status == "claimed" and late.takeover
     assert late.uncertain_since == T0
-    assert ledger.get("k1")["owner"] == "m2"
+    assert ledger.get("k1")["owner"] == late.token == "m2:3"
 
 
 def test_release_returns_to_queued_and_marks_uncertainty_only_when_asked(
     ledger: JobLedger, redis_client: redis.Redis
 ) -> None:
     reserve(redis_client, "k1")
-    ledger.claim("k1", "m1", T0, kind="code")
-    assert ledger.release("k1", "m1", T0 + 1, uncertain=False, error="ServerError")
+    first = ledger.claim("k1", "m1", T0, kind="code")
+    assert ledger.release("k1", first.token, T0 + 1, uncertain=False, error="ServerError")
     stored = ledger.get("k1")
     assert stored["state"] == "queued" and "uncertain_since" not in stored
     assert stored["last_error"] == "ServerError"
 
-    ledger.claim("k1", "m1", T0 + 10, kind="code")
-    assert ledger.release("k1", "m1", T0 + 11, uncertain=True)
+    second = ledger.claim("k1", "m1", T0 + 10, kind="code")
+    assert ledger.release("k1", second.token, T0 + 11, uncertain=True)
     assert float(ledger.get("k1")["uncertain_since"]) == T0 + 10
 
     later = ledger.claim("k1", "m1", T0 + 20, kind="code")
@@ -109,8 +109,8 @@ def test_release_returns_to_queued_and_marks_uncertainty_only_when_asked(
 
 
 def test_release_with_refund_gives_the_attempt_back(ledger: JobLedger) -> None:
-    ledger.claim("k1", "m1", T0, kind="code")
-    ledger.release("k1", "m1", T0, uncertain=False, refund=True)
+    claim = ledger.claim("k1", "m1", T0, kind="code")
+    ledger.release("k1", claim.token, T0, uncertain=False, refund=True)
     assert ledger.claim("k1", "m1", T0 + 1, kind="code").attempts == 1
 
 
@@ -118,8 +118,8 @@ def test_release_and_finish_by_a_non_owner_do_nothing(
     ledger: JobLedger, redis_client: redis.Redis
 ) -> None:
     ledger.claim("k1", "m1", T0, kind="code")
-    assert not ledger.release("k1", "m2", T0, uncertain=False)
-    assert ledger.finish("k1", "m2", T0, outcome="sent", stream=SMS_RESULTS_STREAM,
+    assert not ledger.release("k1", "m2:1", T0, uncertain=False)
+    assert ledger.finish("k1", "m2:1", T0, outcome="sent", stream=SMS_RESULTS_STREAM,
                          record=record("k1")) is None
     assert ledger.get("k1")["state"] == "in_flight"
     assert redis_client.xlen(SMS_RESULTS_STREAM) == 0
@@ -129,12 +129,12 @@ def test_finish_writes_state_result_and_exactly_one_stream_entry(
     ledger: JobLedger, redis_client: redis.Redis
 ) -> None:
     reserve(redis_client, "k1")
-    ledger.claim("k1", "m1", T0, kind="code")
-    entry = ledger.finish("k1", "m1", T0 + 1, outcome="sent", stream=SMS_RESULTS_STREAM,
+    claim = ledger.claim("k1", "m1", T0, kind="code")
+    entry = ledger.finish("k1", claim.token, T0 + 1, outcome="sent", stream=SMS_RESULTS_STREAM,
                           record=record("k1"))
     assert entry is not None
     # A second finish (a duplicate that raced) and a later claim are both refused.
-    assert ledger.finish("k1", "m1", T0 + 2, outcome="sent", stream=SMS_RESULTS_STREAM,
+    assert ledger.finish("k1", claim.token, T0 + 2, outcome="sent", stream=SMS_RESULTS_STREAM,
                          record=record("k1")) is None
     final = ledger.claim("k1", "m9", T0 + 3, kind="code")
     assert (final.status, final.final_state) == ("final", "done")
@@ -153,8 +153,8 @@ def test_finish_writes_state_result_and_exactly_one_stream_entry(
     ("duplicate", "done"), ("partial", "done"), ("done", "done"),
 ])
 def test_every_outcome_maps_to_a_final_state(ledger: JobLedger, outcome: str, state: str) -> None:
-    ledger.claim("k1", "m1", T0, kind="code")
-    ledger.finish("k1", "m1", T0, outcome=outcome, stream=SMS_RESULTS_STREAM,
+    claim = ledger.claim("k1", "m1", T0, kind="code")
+    ledger.finish("k1", claim.token, T0, outcome=outcome, stream=SMS_RESULTS_STREAM,
                   record=record("k1", outcome))
     assert ledger.claim("k1", "m2", T0, kind="code").final_state == state
 
@@ -217,3 +217,58 @@ def test_a_recreated_record_is_uncertain_since_the_job_was_enqueued(ledger: JobL
     claim = ledger.claim("gone", "m9", T0, kind="code", enqueued_at=T0 - 120)
     assert claim.status == "claimed" and claim.uncertain_since == T0 - 120
     assert "recreated_at" in ledger.get("gone")
+
+
+def test_a_stale_attempt_of_the_same_message_is_fenced_off(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    """A stalled attempt whose message was delivered again can neither release nor finish."""
+    reserve(redis_client, "k1")
+    stale = ledger.claim("k1", "m1", T0, kind="code")
+    fresh = ledger.claim("k1", "m1", T0 + 90, kind="code")  # redelivered copy takes over
+    assert fresh.takeover and fresh.token != stale.token
+    assert not ledger.check("k1", stale.token, T0 + 91).held
+    assert not ledger.release("k1", stale.token, T0 + 91, uncertain=False, error="ServerError")
+    assert ledger.finish("k1", stale.token, T0 + 91, outcome="failed",
+                         stream=SMS_RESULTS_STREAM, record=record("k1", "failed")) is None
+    assert ledger.check("k1", fresh.token, T0 + 92).held
+    assert ledger.finish("k1", fresh.token, T0 + 92, outcome="sent",
+                         stream=SMS_RESULTS_STREAM, record=record("k1")) is not None
+    assert ledger.get("k1")["state"] == "done"
+    assert [r["outcome"] for r in stream_records(redis_client, SMS_RESULTS_STREAM)] == ["sent"]
+
+
+def test_times_come_from_redis_when_none_is_given(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    reserve(redis_client, "k1")
+    seconds, micros = redis_client.time()
+    before = seconds + micros / 1e6
+    claim = ledger.claim("k1", "m1", kind="code")
+    seconds, micros = redis_client.time()
+    after = seconds + micros / 1e6
+    assert before <= claim.now <= after
+    stored = ledger.get("k1")
+    assert float(stored["attempt_started_at"]) == claim.now
+    assert float(stored["lease_until"]) == pytest.approx(claim.now + LEASE, abs=1e-5)
+    seen = ledger.check("k1", claim.token)
+    assert seen.held and claim.now <= seen.now
+
+
+def test_the_reconcile_index_follows_the_record(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    """Reserved, claimed and released jobs are indexed by when they are due; final ones leave."""
+    IdempotencyStore(redis_client).reserve(
+        "k1", payload_hash({"key": "k1"}), "code", job={"actor": "a", "payload": {"key": "k1"}}
+    )
+    assert redis_client.zscore(RECONCILE_KEY, "k1") is not None
+    claim = ledger.claim("k1", "m1", T0, kind="code")
+    assert redis_client.zscore(RECONCILE_KEY, "k1") == T0 + LEASE
+    ledger.release("k1", claim.token, T0 + 1, uncertain=False, delay=40)
+    assert redis_client.zscore(RECONCILE_KEY, "k1") == T0 + 41
+    claim = ledger.claim("k1", "m1", T0 + 41, kind="code")
+    ledger.finish("k1", claim.token, T0 + 42, outcome="sent", stream=SMS_RESULTS_STREAM,
+                  record=record("k1"))
+    assert redis_client.zscore(RECONCILE_KEY, "k1") is None
+    assert "job" not in ledger.get("k1")

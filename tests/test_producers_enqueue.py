@@ -104,7 +104,9 @@ def test_send_code_lands_on_the_codes_queue(
     message = only_message(redis_client, CODES_QUEUE)
     assert message["actor_name"] == SEND_CODE_ACTOR
     (payload,) = message["args"]
+    # Dated by Redis's clock (the same host's here): enqueued_at is the reservation's time.
     assert before + 300 <= payload.pop("expires_at") <= time.time() + 300
+    assert payload.pop("expires_in") == 300
     payload.pop("enqueued_at")
     assert payload == {
         "key": key,

@@ -3,8 +3,14 @@
 The record is the producer's hash ``sendcloud:idem:<key>`` (layout in :mod:`producers.idempotency`).
 The worker adds these fields:
 
-``owner``              Dramatiq message id of the attempt that holds the claim
+``owner``              the claim token of the attempt that holds the claim: ``<message id>:<fence>``
+``fence``              claims so far; each attempt's token is unique, so a stale attempt (stalled
+                       past its lease, its message delivered again) can neither release, check
+                       nor finish the job: every such script checks the token
 ``lease_until``        epoch seconds; after it another copy of the job may take the claim over
+``due_at``             when a released job's retry is due (the reconciler's yardstick)
+``job``                the producer's copy of the message, until the job is final; the
+                       reconciler re-drives a job from it when its message was lost
 ``attempt_started_at`` when the current (or last) attempt claimed the job
 ``first_attempt_at``   when the first attempt claimed the job
 ``attempts``           attempts so far (a pause for a 499 gives its attempt back)
@@ -12,6 +18,8 @@ The worker adds these fields:
 ``takeovers``          how often a claim was taken from an attempt that never finished
 ``last_error``         the last attempt's error, for people reading the record
 ``finished_at``        when the final state was written
+
+Every time above is Redis's (``TIME`` inside the scripts), never a worker's clock.
 
 How duplicates run once
 -----------------------
@@ -64,6 +72,7 @@ from typing import Any
 
 import redis
 
+from producers.contract import RECONCILE_KEY
 from producers.idempotency import (
     FINAL_STATES,
     STATE_DONE,
@@ -94,33 +103,56 @@ OUTCOME_STATES: dict[str, str] = {
 
 _FINAL_LUA_SET = "{" + ", ".join(f"['{s}'] = true" for s in sorted(FINAL_STATES)) + "}"
 
-# KEYS: record, and optionally the account's pause flag (read here to save a round trip).
-# ARGV: message_id, now, lease, ttl, kind, enqueued_at.
-_CLAIM_LUA = (
+# Every script reads the time from Redis (``TIME``): one clock decides leases, attempt starts,
+# uncertain_since and the 1-hour window, whatever the workers' clocks say. ARGV "now" is empty
+# in production; tests that travel in time pass one.
+_CLOCK_LUA = """
+local function sendcloud_now(given)
+    if given ~= nil and given ~= '' then return tonumber(given) end
+    local t = redis.call('TIME')
+    return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function sendcloud_fmt(seconds)
+    return string.format('%.6f', seconds)
+end
+"""
+
+# KEYS: record, reconcile index, and optionally the account's pause flag.
+# ARGV: message_id, now, lease, ttl, kind, enqueued_at, index member (the job key).
+# The claim token is "<message id>:<fence>", the fence counting claims of this record: each
+# attempt holds a token of its own, and release, check and finish succeed only for the current.
+_CLAIM_LUA = _CLOCK_LUA + (
     "local final = " + _FINAL_LUA_SET + "\n"
     """
 local k = KEYS[1]
-local msg, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local msg, lease = ARGV[1], tonumber(ARGV[3])
+local now = sendcloud_now(ARGV[2])
+local nows = sendcloud_fmt(now)
 local state = redis.call('HGET', k, 'state')
 if state and final[state] then
+    redis.call('ZREM', KEYS[2], ARGV[7])
     return {'final', state}
 end
 if not state then
     -- The record expired while a copy of the job was still around: its history is unknown,
     -- so treat it as possibly sent since the job was enqueued (see "The 1-hour rule").
-    redis.call('HSET', k, 'kind', ARGV[5], 'state', 'queued', 'created_at', ARGV[2],
-               'updated_at', ARGV[2], 'recreated_at', ARGV[2], 'uncertain_since', ARGV[6])
+    local since = nows
+    if ARGV[6] ~= '' and tonumber(ARGV[6]) < now then since = ARGV[6] end
+    redis.call('HSET', k, 'kind', ARGV[5], 'state', 'queued', 'created_at', nows,
+               'updated_at', nows, 'recreated_at', nows, 'uncertain_since', since)
     redis.call('EXPIRE', k, tonumber(ARGV[4]))
     state = 'queued'
 end
 local uncertain = redis.call('HGET', k, 'uncertain_since')
 if state == 'in_flight' then
-    local owner = redis.call('HGET', k, 'owner')
+    local owner = redis.call('HGET', k, 'owner') or ''
     local lease_until = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
-    if owner ~= msg and lease_until > now then
-        return {'busy', tostring(lease_until - now)}
+    -- A copy of the same message is a redelivery: its first worker stopped heartbeating.
+    local same = string.sub(owner, 1, #msg + 1) == msg .. ':'
+    if (not same) and lease_until > now then
+        return {'busy', sendcloud_fmt(lease_until - now)}
     end
-    local started = redis.call('HGET', k, 'attempt_started_at') or ARGV[2]
+    local started = redis.call('HGET', k, 'attempt_started_at') or nows
     if (not uncertain) or tonumber(started) < tonumber(uncertain) then
         uncertain = started
         redis.call('HSET', k, 'uncertain_since', started)
@@ -128,26 +160,40 @@ if state == 'in_flight' then
     redis.call('HINCRBY', k, 'takeovers', 1)
 end
 local attempts = redis.call('HINCRBY', k, 'attempts', 1)
-redis.call('HSETNX', k, 'first_attempt_at', ARGV[2])
-redis.call('HSET', k, 'state', 'in_flight', 'owner', msg, 'lease_until', tostring(now + lease),
-           'attempt_started_at', ARGV[2], 'updated_at', ARGV[2])
+local token = msg .. ':' .. redis.call('HINCRBY', k, 'fence', 1)
+redis.call('HSETNX', k, 'first_attempt_at', nows)
+redis.call('HSET', k, 'state', 'in_flight', 'owner', token, 'lease_until',
+           sendcloud_fmt(now + lease), 'attempt_started_at', nows, 'updated_at', nows)
+redis.call('ZADD', KEYS[2], now + lease, ARGV[7])
 local paused_ms = 0
-if KEYS[2] then
-    paused_ms = math.max(0, redis.call('PTTL', KEYS[2]))
+if KEYS[3] then
+    paused_ms = math.max(0, redis.call('PTTL', KEYS[3]))
 end
 return {'claimed', tostring(attempts), uncertain or '', (state == 'in_flight') and '1' or '0',
-        tostring(paused_ms)}
+        tostring(paused_ms), token, nows}
 """
 )
 
-# KEYS: record. ARGV: message_id, now, uncertain (1/0), refund (1/0), last_error.
-_RELEASE_LUA = """
+# KEYS: record. ARGV: token, now. Before each try of a call: is the claim still this
+# attempt's? Replies {'ok', now, uncertain_since} or {'lost'}.
+_CHECK_LUA = _CLOCK_LUA + """
+local k = KEYS[1]
+if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
+    return {'lost'}
+end
+return {'ok', sendcloud_fmt(sendcloud_now(ARGV[2])), redis.call('HGET', k, 'uncertain_since') or ''}
+"""
+
+# KEYS: record, reconcile index. ARGV: token, now, uncertain (1/0), refund (1/0), last_error,
+# delay (seconds until the retry is due), index member.
+_RELEASE_LUA = _CLOCK_LUA + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
     return 0
 end
+local now = sendcloud_now(ARGV[2])
 if ARGV[3] == '1' then
-    local started = redis.call('HGET', k, 'attempt_started_at') or ARGV[2]
+    local started = redis.call('HGET', k, 'attempt_started_at') or sendcloud_fmt(now)
     local uncertain = redis.call('HGET', k, 'uncertain_since')
     if (not uncertain) or tonumber(started) < tonumber(uncertain) then
         redis.call('HSET', k, 'uncertain_since', started)
@@ -156,27 +202,36 @@ end
 if ARGV[4] == '1' then
     redis.call('HINCRBY', k, 'attempts', -1)
 end
-redis.call('HSET', k, 'state', 'queued', 'lease_until', '0', 'updated_at', ARGV[2],
-           'last_error', ARGV[5])
+local due = now + tonumber(ARGV[6])
+redis.call('HSET', k, 'state', 'queued', 'lease_until', '0', 'updated_at', sendcloud_fmt(now),
+           'due_at', sendcloud_fmt(due), 'last_error', ARGV[5])
+redis.call('ZADD', KEYS[2], due, ARGV[7])
 return 1
 """
 
-# KEYS: record, stream. ARGV: message_id, now, state, result, maxlen, ttl, then field/value pairs.
-# A campaign chunk's accounting runs in this same script: see worker.jobs.campaign.
-_FINISH_LUA = ACCOUNT_LUA + """
+# KEYS: record, stream, reconcile index. ARGV: token, now, state, result, maxlen, ttl,
+# index member, uncertain (1/0), then field/value pairs. A campaign chunk's accounting runs in
+# this same script: see worker.jobs.campaign.
+_FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
     return false
 end
-redis.call('HSET', k, 'state', ARGV[3], 'result', ARGV[4], 'updated_at', ARGV[2],
-           'finished_at', ARGV[2], 'lease_until', '0')
+local nows = sendcloud_fmt(sendcloud_now(ARGV[2]))
+if ARGV[8] == '1' and not redis.call('HGET', k, 'uncertain_since') then
+    redis.call('HSET', k, 'uncertain_since', redis.call('HGET', k, 'attempt_started_at') or nows)
+end
+redis.call('HSET', k, 'state', ARGV[3], 'result', ARGV[4], 'updated_at', nows,
+           'finished_at', nows, 'lease_until', '0')
+redis.call('HDEL', k, 'job', 'due_at')
 redis.call('EXPIRE', k, tonumber(ARGV[6]))
+redis.call('ZREM', KEYS[3], ARGV[7])
 local fields = {}
-for i = 7, #ARGV do
+for i = 9, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
-sendcloud_campaign_account(fields, KEYS[2], ARGV[5], ARGV[2])
+sendcloud_campaign_account(fields, KEYS[2], ARGV[5], nows)
 return entry
 """
 
@@ -203,10 +258,27 @@ class Claim:
     final_state: str = ""
     #: Seconds the account's sending pause still lasts (0 when not paused or not asked).
     paused_for: float = 0.0
+    #: This attempt's claim token: release, check and finish need it.
+    token: str = ""
+    #: Redis's time when the claim was made.
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """The claim seen again before a try: still held, and Redis's time now."""
+
+    held: bool
+    now: float = 0.0
+    uncertain_since: float | None = None
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _time_arg(now: float | None) -> str:
+    return "" if now is None else repr(now)
 
 
 def window_left(uncertain_since: float | None, now: float, margin: float) -> float | None:
@@ -217,7 +289,11 @@ def window_left(uncertain_since: float | None, now: float, margin: float) -> flo
 
 
 class JobLedger:
-    """Claim, release and finish of job records, for one Redis database."""
+    """Claim, check, release and finish of job records, for one Redis database.
+
+    Every ``now`` argument is for tests that travel in time: left at None, the scripts read
+    Redis's clock.
+    """
 
     def __init__(self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int) -> None:
         self.client = client
@@ -225,6 +301,7 @@ class JobLedger:
         self.ttl = ttl
         self.maxlen = maxlen
         self._claim = client.register_script(_CLAIM_LUA)
+        self._check = client.register_script(_CHECK_LUA)
         self._release = client.register_script(_RELEASE_LUA)
         self._finish = client.register_script(_FINISH_LUA)
 
@@ -232,7 +309,7 @@ class JobLedger:
         self,
         key: str,
         message_id: str,
-        now: float,
+        now: float | None = None,
         *,
         kind: str,
         enqueued_at: float | None = None,
@@ -243,10 +320,13 @@ class JobLedger:
         ``enqueued_at`` dates a record that has to be recreated: any attempt of the job, and so
         any send, came after it.
         """
-        keys = [record_key(key)] if pause_key is None else [record_key(key), pause_key]
-        since = now if enqueued_at is None else min(enqueued_at, now)
+        keys = [record_key(key), RECONCILE_KEY]
+        if pause_key is not None:
+            keys.append(pause_key)
+        since = "" if enqueued_at is None else repr(enqueued_at)
         reply = [_text(part) for part in self._claim(
-            keys=keys, args=[message_id, repr(now), repr(self.lease), self.ttl, kind, repr(since)]
+            keys=keys,
+            args=[message_id, _time_arg(now), repr(self.lease), self.ttl, kind, since, key],
         )]
         if reply[0] == "final":
             return Claim("final", final_state=reply[1])
@@ -258,48 +338,63 @@ class JobLedger:
             uncertain_since=float(reply[2]) if reply[2] else None,
             takeover=reply[3] == "1",
             paused_for=int(reply[4]) / 1000,
+            token=reply[5],
+            now=float(reply[6]),
         )
+
+    def check(self, key: str, token: str, now: float | None = None) -> Check:
+        """Whether ``token`` still holds the claim, with Redis's time and uncertain_since."""
+        reply = [_text(part) for part in self._check(
+            keys=[record_key(key)], args=[token, _time_arg(now)]
+        )]
+        if reply[0] != "ok":
+            return Check(False)
+        return Check(True, float(reply[1]), float(reply[2]) if reply[2] else None)
 
     def release(
         self,
         key: str,
-        message_id: str,
-        now: float,
+        token: str,
+        now: float | None = None,
         *,
         uncertain: bool,
         refund: bool = False,
         error: str = "",
+        delay: float = 0.0,
     ) -> bool:
-        """Give the claim back (state queued) for a later retry. ``uncertain``: the attempt may
-        have taken effect. ``refund``: the attempt does not count (it never called SendCloud)."""
+        """Give the claim back (state queued) for a retry due in ``delay`` seconds.
+        ``uncertain``: the attempt may have taken effect. ``refund``: the attempt does not
+        count (it never called SendCloud). False when ``token`` no longer holds the claim."""
         released = self._release(
-            keys=[record_key(key)],
-            args=[message_id, repr(now), int(uncertain), int(refund), error],
+            keys=[record_key(key), RECONCILE_KEY],
+            args=[token, _time_arg(now), int(uncertain), int(refund), error, repr(delay), key],
         )
         return bool(released)
 
     def finish(
         self,
         key: str,
-        message_id: str,
-        now: float,
+        token: str,
+        now: float | None = None,
         *,
         outcome: str,
         stream: str,
         record: Mapping[str, Any],
+        uncertain: bool = False,
     ) -> str | None:
         """Write the final state, the result and the stream entry at once; the entry id, or None
-        when this message no longer owns the claim (then nothing was written)."""
+        when ``token`` no longer holds the claim (then nothing was written). ``uncertain``:
+        this attempt may have taken effect, so the record keeps ``uncertain_since``."""
         state = OUTCOME_STATES[outcome]
         args: list[str | int] = [
-            message_id, repr(now), state, json.dumps(dict(record)), self.maxlen, self.ttl,
+            token, _time_arg(now), state, json.dumps(dict(record)), self.maxlen, self.ttl, key,
+            int(uncertain),
         ]
         for name, value in flatten(record).items():
             args += [name, value]
-        entry = self._finish(keys=[record_key(key), stream], args=args)
+        entry = self._finish(keys=[record_key(key), stream, RECONCILE_KEY], args=args)
         return None if entry is None else _text(entry)
 
     def get(self, key: str) -> dict[str, Any]:
         raw = self.client.hgetall(record_key(key))
         return {_text(k): _text(v) for k, v in raw.items()}
-

@@ -100,6 +100,14 @@ class JobType(ABC):
         """The final record of a job that ended without a successful call."""
 
 
+class ClaimLost(Exception):
+    """Another attempt holds the job's claim now: this one must not call SendCloud or write."""
+
+
+class _WindowClosed(Exception):
+    """A resend would fall outside SendCloud's 1-hour sendRequestId window."""
+
+
 @dataclass
 class _Attempt:
     job: JobType
@@ -107,11 +115,16 @@ class _Attempt:
     key: str
     message_id: str
     claim: Claim
+    #: Redis's time when the claim was made: the attempt's start.
     started: float
+    #: This process's monotonic reading at that moment (elapsed time only, never a date).
+    started_mono: float = 0.0
     #: SendCloud has been called: from here on, an error may follow a send that took effect.
     calling: bool = False
     #: A try of this attempt got no usable reply: SendCloud may have accepted it.
     no_reply: bool = False
+    #: Tries of the call made so far in this attempt.
+    tries: int = 0
 
     @property
     def maybe_sent(self) -> bool:
@@ -143,13 +156,18 @@ def _describe(exc: BaseException) -> str:
 
 
 class JobRunner:
+    """Runs attempts. Time is Redis's: each attempt starts from the claim script's ``TIME`` and
+    adds the elapsed time measured here, so no decision depends on this host's clock. A test
+    may inject ``clock`` to travel in time; the scripts then take its readings."""
+
     def __init__(
         self,
         runtime: Runtime,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         settings = runtime.settings
         self.runtime = runtime
@@ -157,6 +175,7 @@ class JobRunner:
         self.clock = clock
         self.sleep = sleep
         self.jitter = jitter
+        self.monotonic = monotonic
         self.ledger = JobLedger(
             runtime.redis,
             lease=settings.job_lease,
@@ -173,13 +192,22 @@ class JobRunner:
 
     # -- entry -------------------------------------------------------------------------------
 
+    def _given(self) -> float | None:
+        """The injected clock's reading for a script, or None: the script reads Redis's."""
+        return None if self.clock is None else self.clock()
+
+    def now(self, a: _Attempt) -> float:
+        """Redis's time now, as this attempt reckons it."""
+        if self.clock is not None:
+            return self.clock()
+        return a.started + (self.monotonic() - a.started_mono)
+
     def run(self, job: JobType, payload: Payload, message_id: str) -> str | None:
         """Run one delivery of a job; the final outcome written, or None (replayed / lost)."""
         key = str(payload["key"])
-        now = self.clock()
         enqueued = payload.get("enqueued_at")
         claim = self.ledger.claim(
-            key, message_id, now, kind=job.kind(payload),
+            key, message_id, self._given(), kind=job.kind(payload),
             enqueued_at=float(enqueued) if isinstance(enqueued, int | float) else None,
             pause_key=self.pause.key if job.sends_sms else None,
         )
@@ -193,22 +221,32 @@ class JobRunner:
         if claim.takeover:
             log.warning("job.takeover", attempts=claim.attempts,
                         uncertain_since=claim.uncertain_since)
-        attempt = _Attempt(job, payload, key, message_id, claim, started=now)
+        attempt = _Attempt(job, payload, key, message_id, claim, started=claim.now,
+                           started_mono=self.monotonic())
         try:
-            return self._run_claimed(attempt)
-        except (dramatiq.Retry, PermanentJobFailure):
-            raise
-        except Exception as exc:
-            # A bug or a Redis/infrastructure failure: give the claim back and retry like a
-            # transient error; if it struck mid-call the send may have happened.
-            log.exception("job.unexpected_error", error=type(exc).__name__)
-            return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
+            try:
+                return self._run_claimed(attempt)
+            except (dramatiq.Retry, PermanentJobFailure, ClaimLost):
+                raise
+            except Exception as exc:
+                # A bug or a Redis/infrastructure failure: give the claim back and retry like a
+                # transient error; if it struck mid-call the send may have happened.
+                log.exception("job.unexpected_error", error=type(exc).__name__)
+                return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
+        except ClaimLost:
+            # A newer attempt holds the claim (this one stalled past its lease, or its message
+            # was delivered again): it alone may write the job's final record.
+            log.warning("job.claim_lost", attempts=claim.attempts)
+            return None
 
     def _run_claimed(self, a: _Attempt) -> str | None:
         job, payload, settings = a.job, a.payload, self.settings
-        now = self.clock()
+        now = self.now(a)
         expires = job.expires_at(payload)
         if expires is not None and now >= expires:
+            if job.sends_sms and a.maybe_sent:
+                return self._needs_review(a, None, "the code expired after an attempt that may "
+                                          "have been accepted")
             return self._end(a, "expired", None, "the code expired before it could be sent")
         if cancel_requested(self.runtime.redis, payload, a.claim.uncertain_since):
             return self._end(a, "cancelled", None, CANCELLED_MESSAGE)
@@ -226,6 +264,7 @@ class JobRunner:
         client = self.runtime.client()
 
         def call_once() -> Any:
+            self._recheck(a)
             try:
                 return job.call(client, payload, request_id)
             except errors.SendCloudError as exc:
@@ -245,6 +284,9 @@ class JobRunner:
                 sleep=self.sleep,
                 jitter=self.jitter,
             )
+        except _WindowClosed:
+            return self._needs_review(a, None, "an earlier try's outcome is unknown and "
+                                      "SendCloud's 1-hour sendRequestId window has passed")
         except errors.DuplicateRequestError as exc:
             if job.sends_sms and not a.maybe_sent:
                 # No attempt of this job can have been accepted, so SendCloud matched the id
@@ -260,7 +302,7 @@ class JobRunner:
         except errors.PhoneDailyLimitError as exc:
             if settings.daily_limit_action == "fail":
                 return self._permanent(a, exc)
-            delay = policy.daily_limit_delay(self.clock(), self.jitter)
+            delay = policy.daily_limit_delay(self.now(a), self.jitter)
             return self._reschedule(a, delay, error=exc, uncertain=a.no_reply, minimum=delay)
         except errors.PhoneMinuteLimitError as exc:
             return self._reschedule(a, policy.minute_limit_delay(self.jitter), error=exc,
@@ -274,14 +316,38 @@ class JobRunner:
             return self._permanent(a, exc)
         # `calling` stays set: an error from here on follows a send that took effect.
         outcome, record = job.success(payload, result, attempts=a.claim.attempts,
-                                      now=self.clock())
+                                      now=self.now(a))
         return self._write(a, outcome, record)
+
+    def _recheck(self, a: _Attempt) -> None:
+        """Before each try: the claim is still this attempt's, and a resend is still covered.
+
+        The first try follows its claim at once and is not checked again: within a second no
+        other copy can have taken the claim (that needs the lease or the broker's heartbeat
+        timeout to pass, both far longer).
+        """
+        a.tries += 1
+        if a.tries == 1 and self.monotonic() - a.started_mono < 1.0:
+            return
+        seen = self.ledger.check(a.key, a.claim.token, self._given())
+        if not seen.held:
+            raise ClaimLost(a.key)
+        a.started_mono -= (seen.now - self.now(a))  # re-anchor to Redis's clock
+        if not a.job.sends_sms:
+            return
+        since = seen.uncertain_since
+        if a.no_reply:
+            since = a.started if since is None else min(since, a.started)
+        left = window_left(since, seen.now, self.settings.dedup_safety_margin)
+        if left is not None and left <= 0:
+            raise _WindowClosed()
 
     # -- endings -----------------------------------------------------------------------------
 
     def _write(self, a: _Attempt, outcome: str, record: Record) -> str | None:
-        entry = self.ledger.finish(a.key, a.message_id, self.clock(), outcome=outcome,
-                                   stream=a.job.stream, record=record)
+        entry = self.ledger.finish(a.key, a.claim.token, self._given(), outcome=outcome,
+                                   stream=a.job.stream, record=record,
+                                   uncertain=a.no_reply)
         if entry is None:
             # Another copy took the claim over (this one outlived its lease); it writes the record.
             log.warning("job.claim_lost", outcome=outcome)
@@ -306,7 +372,7 @@ class JobRunner:
         error: errors.SendCloudError | None = None,
     ) -> str | None:
         end = Ending(a.job.kind(a.payload), outcome, status_code, message, a.claim.attempts,
-                     self.clock())
+                     self.now(a))
         record = a.job.failure(a.payload, end, error)
         return self._write(a, outcome, record)
 
@@ -343,7 +409,7 @@ class JobRunner:
         return self._reschedule(a, delay, error=exc, uncertain=uncertain, minimum=0.0)
 
     def _quota(self, a: _Attempt, exc: errors.QuotaError) -> str | None:
-        if self.pause.trip(status_code=exc.code, message=exc.message, now=self.clock()):
+        if self.pause.trip(status_code=exc.code, message=exc.message, now=self.now(a)):
             log.error("account.paused", account=self.settings.sms_user,
                       seconds=self.settings.pause_seconds, status_code=exc.code)
         wait = self.pause.remaining() or self.settings.pause_seconds
@@ -361,7 +427,7 @@ class JobRunner:
         refund: bool = False,
     ) -> str | None:
         """Give the claim back and raise Retry, unless the wait itself ends the job."""
-        now = self.clock()
+        now = self.now(a)
         code = error.code if isinstance(error, errors.SendCloudError) else None
         why = _describe(error) if error is not None else "sending is paused"
         if a.job.sends_sms:
@@ -378,10 +444,16 @@ class JobRunner:
                 delay = left - min(60.0, left / 2)
         expires = a.job.expires_at(a.payload)
         if expires is not None and now + delay >= expires:
+            if a.job.sends_sms and (uncertain or a.maybe_sent):
+                # "expired" tells the app nothing went out; this one may have.
+                return self._needs_review(a, code, f"the next attempt ({why}) would come after "
+                                          "the code expires, and an attempt may have been "
+                                          "accepted")
             return self._end(a, "expired", code,
                              f"the next attempt ({why}) would come after the code expires")
-        self.ledger.release(a.key, a.message_id, now, uncertain=uncertain, refund=refund,
-                            error=why)
+        if not self.ledger.release(a.key, a.claim.token, self._given(), uncertain=uncertain,
+                                   refund=refund, error=why, delay=delay):
+            raise ClaimLost(a.key)
         log.info("job.retry", delay_s=round(delay, 3), reason=why, status_code=code,
                  uncertain=uncertain)
         raise dramatiq.Retry(delay=_ms(delay))
