@@ -55,7 +55,7 @@ from redis.exceptions import WatchError
 from producers import validation as v
 from producers.contract import KEY_PREFIX, SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM, SmsJob
 from producers.errors import IdempotencyConflict
-from producers.idempotency import payload_hash
+from producers.idempotency import job_copy, payload_hash
 
 if TYPE_CHECKING:
     from producers.producer import Producer
@@ -276,19 +276,19 @@ class _Run:
         if bit == 1:
             self.skipped += 1
         else:
+            message: dramatiq.Message[Any] = dramatiq.Message(
+                queue_name=SMS_QUEUE, actor_name=SEND_SMS_ACTOR, args=(dict(payload),),
+                kwargs={}, options={},
+            )
             try:
                 reservation = self.producer.store.reserve(
                     payload["key"], payload_hash(payload), "sms", self.producer.idempotency_ttl,
-                    job={"actor": SEND_SMS_ACTOR, "payload": payload},
+                    job=job_copy(message),
                 )
             except IdempotencyConflict:
                 raise CampaignConflict(self.cid, f"chunk {index} differs") from None
             if reservation.should_enqueue:
-                payload["enqueued_at"] = reservation.now
-                message: dramatiq.Message[Any] = dramatiq.Message(
-                    queue_name=SMS_QUEUE, actor_name=SEND_SMS_ACTOR, args=(dict(payload),),
-                    kwargs={}, options={},
-                )
+                message.args[0]["enqueued_at"] = reservation.now
                 self.producer.broker.enqueue(message)
                 self.enqueued += 1
             else:

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import dramatiq
 import redis
 
 from producers.contract import DEFAULT_QUEUED_AFTER, KEY_PREFIX, RECONCILE_KEY
@@ -119,6 +120,13 @@ class Reservation:
         A duplicate message is harmless; the worker's claim lets only one run.
         """
         return self.created or self.state == STATE_QUEUED
+
+
+def job_copy(message: dramatiq.Message[Any]) -> dict[str, Any]:
+    """What a record keeps of its job's message, so that a lost message can be sent again."""
+    (payload,) = message.args
+    return {"actor": message.actor_name, "queue": message.queue_name,
+            "message_id": message.message_id, "payload": payload}
 
 
 def record_key(key: str) -> str:

@@ -45,7 +45,7 @@ from producers.contract import (
     VoiceCodeJob,
 )
 from producers.errors import ProducerValidationError
-from producers.idempotency import DEFAULT_TTL, IdempotencyStore, payload_hash
+from producers.idempotency import DEFAULT_TTL, IdempotencyStore, job_copy, payload_hash
 
 log = logging.getLogger("sendcloud.producers")
 
@@ -337,27 +337,24 @@ class Producer:
         """Reserve every payload's key in one step, then enqueue those that still need it."""
         key = new_key(kind) if idempotency_key is None else v.validate_key(idempotency_key)
         split = len(payloads) > 1
+        queue_name = ACTOR_QUEUES[actor]
+        messages: list[dramatiq.Message[Any]] = []
         for index, payload in enumerate(payloads):
             payload["key"] = part_key(key, index) if split else key
+            messages.append(dramatiq.Message(
+                queue_name=queue_name, actor_name=actor, args=(payload,), kwargs={}, options={},
+            ))
         reservations = self.store.reserve_many(
             [(payload["key"], payload_hash(payload)) for payload in payloads],
             kind,
             self.idempotency_ttl,
-            jobs=[{"actor": actor, "payload": payload} for payload in payloads],
+            jobs=[job_copy(message) for message in messages],
         )
-        queue_name = ACTOR_QUEUES[actor]
-        for payload, reservation in zip(payloads, reservations, strict=True):
+        for payload, message, reservation in zip(payloads, messages, reservations, strict=True):
             if not reservation.should_enqueue:
                 log.debug("job %s is %s; not enqueued again", payload["key"], reservation.state)
                 continue
             stamp_times(payload, reservation.now)
-            message: dramatiq.Message[Any] = dramatiq.Message(
-                queue_name=queue_name,
-                actor_name=actor,
-                args=(payload,),
-                kwargs={},
-                options={},
-            )
             self.broker.enqueue(message)
             log.debug("enqueued %s job %s on %s", kind, payload["key"], queue_name)
         return key

@@ -27,6 +27,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def kill(self) -> None:
+        """SIGKILL, as a crashed host would: what the AOF had not flushed is gone."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -37,17 +42,26 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_redis_server() -> RedisServer | None:
-    """Start one, or return None when no redis-server binary is installed."""
+def start_redis_server(
+    *, appendonly: bool = False, port: int | None = None, workdir: str | None = None
+) -> RedisServer | None:
+    """Start one, or return None when no redis-server binary is installed.
+
+    ``appendonly``: persist to an AOF with ``appendfsync everysec``, as the README recommends;
+    with the same ``port`` and ``workdir`` a restarted server loads it again.
+    """
     binary = shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
     )
     if binary is None:
         return None
-    workdir = tempfile.mkdtemp(prefix="sendcloud-jobs-redis-")
-    port = free_port()
+    workdir = workdir or tempfile.mkdtemp(prefix="sendcloud-jobs-redis-")
+    port = port or free_port()
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if appendonly else \
+        ["--appendonly", "no"]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
+         "--maxmemory-policy", "noeviction",
          "--dir", workdir, "--logfile", os.path.join(workdir, "redis.log")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

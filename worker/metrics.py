@@ -53,6 +53,7 @@ log = structlog.get_logger(__name__)
 
 API_CALLS = "sendcloud_api_calls_total"
 JOB_OUTCOMES = "sendcloud_job_outcomes_total"
+JOBS_REDRIVEN = "sendcloud_jobs_redriven_total"
 QUEUE_DEPTH = "sendcloud_queue_depth"
 REDIS_UP = "sendcloud_redis_up"
 
@@ -61,6 +62,7 @@ REDIS_UP = "sendcloud_redis_up"
 class _Counters:
     api_calls: Counter
     job_outcomes: Counter
+    redriven: Counter
 
 
 _counters: _Counters | None = None
@@ -89,6 +91,12 @@ def enable(registry: CollectorRegistry | None = None) -> None:
                 ["kind", "outcome"],
                 registry=registry,
             ),
+            redriven=Counter(
+                JOBS_REDRIVEN.removesuffix("_total"),
+                "Jobs the reconciler sent again, by the state it found them in.",
+                ["state"],
+                registry=registry,
+            ),
         )
 
 
@@ -107,6 +115,12 @@ def record_api_call(endpoint: str, status_code: int | None) -> None:
     if counters is not None:
         code = "none" if status_code is None else str(status_code)
         counters.api_calls.labels(endpoint, code).inc()
+
+
+def record_redriven(state: str) -> None:
+    counters = _counters
+    if counters is not None:
+        counters.redriven.labels(state).inc()
 
 
 def record_job_outcome(kind: str, outcome: str) -> None:

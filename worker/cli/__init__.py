@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "worker.cli.health",
     "worker.cli.status",
     "worker.cli.scheduler",
+    "worker.cli.reconcile",
     "worker.cli.campaign",
     "worker.cli.demo",
 )

@@ -31,8 +31,10 @@ def run_scheduler(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     import structlog
+    from apscheduler.triggers.interval import IntervalTrigger
 
     from worker.broker import make_broker
+    from worker.cli.reconcile import build_reconciler
     from worker.email_status.scheduler import build_scheduler
     from worker.logs import configure_logging
     from worker.settings import Settings
@@ -48,6 +50,10 @@ def run_scheduler(args: argparse.Namespace) -> int:
     redis_client.ping()
     broker = make_broker(settings.redis_url, redis_client=redis_client, settings=settings)
     scheduler = build_scheduler(broker, redis_client, settings)
+    # The reconciler runs in the same single process: it needs no workers of its own.
+    reconciler = build_reconciler(redis_client, broker, settings)
+    scheduler.add_job(reconciler.run_once, IntervalTrigger(seconds=settings.reconcile_interval),
+                      id="reconcile", max_instances=1, coalesce=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         scheduler.shutdown(wait=False)
