@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from simulator import Simulator
 from simulator.server import SimulatorServer, serve_in_thread
@@ -45,10 +46,29 @@ def test_healthy_service_passes_every_check_and_sends_nothing(
     assert main(["health"]) == 0
 
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in out] == ["redis", "mail", "sms", "sms"]
-    assert all(line.startswith("ok") for line in out)
-    assert "statusCode 411" in out[3]
+    assert [line.split()[1] for line in out] == [
+        "redis", "redis", "redis", "redis", "mail", "sms", "sms"
+    ]
+    # The test's throwaway Redis keeps nothing on disk: said as a warning, not a failure.
+    assert out[1].startswith("warn redis persistence none")
+    assert out[2] == "ok   redis eviction    maxmemory-policy noeviction"
+    assert out[3].startswith("ok   redis clock       Redis's clock is ")
+    assert all(line.startswith("ok") for line in out[2:])
+    assert "statusCode 411" in out[6]
     assert len(sim_server.sim.ledger) == 0  # the SMS probe has no recipient
+
+
+def test_an_evicting_redis_fails_health(
+    env: pytest.MonkeyPatch, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    redis_client.config_set("maxmemory-policy", "allkeys-lru")  # the test session's own server
+    try:
+        assert main(["health"]) == 1
+    finally:
+        redis_client.config_set("maxmemory-policy", "noeviction")
+    err = capsys.readouterr().err
+    assert err == ("sendcloud-jobs: health: redis eviction    maxmemory-policy allkeys-lru "
+                   "(must be noeviction: an evicted key loses or doubles a job)\n")
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,15 @@ every actor on it.
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 import redis
+import structlog
 
 from worker import metrics
 from worker.broker import make_broker
+from worker.broker.redis_checks import inspect
 from worker.email_status.actor import declare_poll_actor
 from worker.jobs import declare_job_actors
 from worker.logs import configure_logging
@@ -31,5 +35,22 @@ runtime = Runtime(
     redis.Redis.from_url(settings.redis_url),
     lambda: SendCloudClient(settings),
 )
+
+def _check_redis() -> None:
+    """An evicting Redis, or one that keeps nothing, breaks the promise of exactly one final
+    record; a skewed clock here misleads logs (decisions use Redis's clock). Said at start."""
+    log = structlog.get_logger("worker.app")
+    try:
+        report = inspect(runtime.redis)
+    except redis.RedisError as exc:  # the worker waits for Redis like any consumer
+        log.warning("redis.setup_unchecked", error=type(exc).__name__)
+        return
+    for fine, line in report.lines():
+        if not fine:
+            level = logging.ERROR if report.evicts or line.startswith("clock") else logging.WARNING
+            log.log(level, "redis.setup", check=line)
+
+
+_check_redis()
 actors = declare_job_actors(broker, runtime)
 poll_actor = declare_poll_actor(broker, runtime)

@@ -29,6 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from worker.broker.redis_checks import inspect
 from worker.sendcloud.errors import AuthError, ClockSkewError, InvalidRequestError, SendCloudError
 from worker.settings import Settings
 
@@ -87,6 +88,23 @@ def check_redis(settings: Settings) -> str:
     return f"{display_url(settings.redis_url)} answered PING in {_ms(started)} ms"
 
 
+def check_redis_setup(settings: Settings) -> list[str]:
+    """Persistence, eviction and clock lines; an evicting Redis fails the check."""
+    client = connect_redis(settings, fail_fast=True)
+    try:
+        report = inspect(client)
+    except redis.RedisError as err:
+        raise CheckFailed(f"redis: {display_url(settings.redis_url)} unreachable ({err})") from None
+    finally:
+        client.close()
+    lines = []
+    for fine, text in report.lines():
+        if report.evicts and text.startswith("eviction"):
+            raise CheckFailed(f"redis {text}")
+        lines.append(f"{'ok  ' if fine else 'warn'} redis {text}")
+    return lines
+
+
 def _ms(started: float) -> str:
     return f"{(time.perf_counter() - started) * 1000:.1f}"
 
@@ -137,6 +155,7 @@ def run_checks(settings: Settings, *, redis_only: bool, client: Any = None) -> l
     lines = [f"ok  redis     {check_redis(settings)}"]
     if redis_only:
         return lines
+    lines += check_redis_setup(settings)
     settings.require_credentials()
     if client is None:
         from worker.sendcloud.client import SendCloudClient
