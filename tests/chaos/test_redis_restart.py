@@ -1,0 +1,193 @@
+"""Chaos: Redis killed with -9 and restarted from its AOF mid-run, twice; a worker stalled.
+
+Real ``dramatiq worker.app`` processes (the Procfile's ``worker`` and ``codes`` entries), the
+reconciler (``sendcloud-jobs reconcile``, as the ``scheduler`` runs it), a redis-server of the
+test's own with ``appendonly yes`` and ``appendfsync everysec`` (so each kill loses up to a
+second of writes), and the simulator in a child process with latency and injected faults, so
+that calls are in flight and retries wait in delay queues when Redis dies.
+
+After each run: every number and code reached the simulator exactly once, every job has
+exactly one final record, and no final outcome contradicts the simulator's ledger (no
+``failed`` or ``expired`` for a send that took effect). Waits poll against deadlines.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from bench.common import (
+    TEMPLATE_ID,
+    SimHost,
+    WorkerGroup,
+    mainland,
+    wait_for,
+    worker_command,
+    worker_env,
+    worker_groups,
+)
+from producers import Producer
+from producers.contract import SMS_RESULTS_STREAM
+from producers.results import decode_fields
+from tests.chaos.conftest import ChaosSize
+from tests.redis_server import RedisServer, start_redis_server
+from worker.jobs.idempotency import send_request_id
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
+
+SETTINGS = {
+    "SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT": "3",
+    "SENDCLOUD_BROKER_MAINTENANCE_CHANCE": "100000",
+    "SENDCLOUD_RETRY_BASE_DELAY": "0.5",
+    "SENDCLOUD_RETRY_MAX_DELAY": "3",
+    "SENDCLOUD_CALL_ATTEMPTS": "1",
+    "SENDCLOUD_JOB_MAX_ATTEMPTS": "40",
+    "SENDCLOUD_JOB_LEASE": "8",
+    "SENDCLOUD_RECONCILE_INTERVAL": "1",
+    "SENDCLOUD_RECONCILE_GRACE": "2",
+    "SENDCLOUD_RECONCILE_QUEUED_AFTER": "5",
+    "SENDCLOUD_METRICS_PORT": "0",
+    "dramatiq_worker_timeout": "200",
+}
+FAULTS = {"server_error_rate": 0.1, "drop_after_accept_rate": 0.05}
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    (tmp_path / "redis").mkdir()
+    server = start_redis_server(appendonly=True, workdir=str(tmp_path / "redis"))
+    if server is None:
+        pytest.fail("redis-server is not installed")
+    yield server
+    server.stop()
+
+
+def restart(server: RedisServer) -> RedisServer:
+    again = start_redis_server(appendonly=True, port=server.port, workdir=server.workdir)
+    assert again is not None
+    return again
+
+
+def reconciler_group(env: dict[str, str], log: Path) -> WorkerGroup:
+    command = str(Path(sys.executable).parent / "sendcloud-jobs")
+    return WorkerGroup("reconcile", [command, "reconcile"], env, log)
+
+
+def results(client: redis.Redis) -> list[dict[str, Any]]:
+    return [decode_fields(raw) for _, raw in client.xrange(SMS_RESULTS_STREAM) or [] if raw]
+
+
+def check_truth(client: redis.Redis, sim: SimHost, jobs: dict[str, list[str]]) -> Counter[str]:
+    """Every assertion of the run; the outcomes by kind and outcome, for the closing figures."""
+    records = [r for r in results(client) if r.get("key") in jobs]
+    assert Counter(r["key"] for r in records) == Counter(dict.fromkeys(jobs, 1))
+    ledger = sim.entries()
+    sent = Counter((rid, phone) for _, phone, rid, _ in ledger)
+    for key, phones in jobs.items():
+        for phone in phones:
+            assert sent[(send_request_id(key), phone)] == 1, (key, phone)
+    assert sum(sent.values()) == sum(len(p) for p in jobs.values())
+    for record in records:
+        went_out = any(sent[(send_request_id(record["key"]), p)] for p in jobs[record["key"]])
+        if record["outcome"] in ("failed", "expired"):
+            assert not went_out, record
+    return Counter(f"{r['kind']}:{r['outcome']}" for r in records)
+
+
+def enqueue(producer: Producer, size: ChaosSize) -> dict[str, list[str]]:
+    jobs: dict[str, list[str]] = {}
+    for i in range(size.codes // 2):
+        phone = mainland(700_000_000 + i)
+        jobs[producer.send_code(phone, f"{200000 + i}", sign_id=1, expires_in=3000)] = [phone]
+    for i in range(size.codes // 10):
+        phones = [mainland(800_000_000 + 10 * i + j) for j in range(10)]
+        jobs[producer.send_sms(TEMPLATE_ID, phones)] = phones
+    return jobs
+
+
+def test_redis_killed_and_restarted_from_its_aof_twice(
+    chaos_size: ChaosSize, aof_redis: RedisServer, sim_host: SimHost, tmp_path: Path
+) -> None:
+    server = aof_redis
+    for endpoint, latency in (("/smsapi/send", 1.0), ("/smsapi/sendCode", 0.3)):
+        sim_host.admin.set_faults(endpoint, latency=latency, **FAULTS)
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    producer = Producer(broker=RedisBroker(client=client), redis=client)
+    jobs = enqueue(producer, chaos_size)
+    time.sleep(1.5)  # the AOF has every accepted job: appendfsync everysec
+
+    env = worker_env(server.url, sim_host.url, **SETTINGS)
+    sms = WorkerGroup("worker", worker_command("worker", processes=1, threads=4), env,
+                      tmp_path / "worker.log")
+    codes = WorkerGroup("codes", worker_command("codes", processes=1, threads=4), env,
+                        tmp_path / "codes.log")
+    reconcile = reconciler_group(env, tmp_path / "reconcile.log")
+    step = max(1, len(jobs) // 6)
+
+    def logs() -> str:
+        return "\n----\n".join(g.log_tail() for g in (sms, codes, reconcile))
+
+    with worker_groups(sms, codes, reconcile):
+        for _ in range(2):
+            seen = sim_host.count()
+            assert wait_for(lambda s=seen: sim_host.count() >= s + step, chaos_size.deadline), \
+                logs()
+            server.kill()
+            time.sleep(2)
+            server = restart(server)
+        client = redis.Redis.from_url(server.url, socket_timeout=5)
+
+        def all_final() -> bool:
+            try:
+                return {r["key"] for r in results(client)} >= set(jobs)
+            except redis.ConnectionError:
+                return False
+
+        assert wait_for(all_final, chaos_size.deadline, interval=0.5), logs()
+    outcomes = check_truth(client, sim_host, jobs)
+    print(f"redis restart x2: {len(jobs)} jobs, {sim_host.count()} sends, {dict(outcomes)}")
+    server.stop()
+
+
+def test_a_worker_stalled_past_its_lease_writes_nothing(
+    chaos_size: ChaosSize, chaos_redis_url: str, sim_host: SimHost, tmp_path: Path
+) -> None:
+    """SIGSTOP of the codes worker mid-call, past the heartbeat timeout and the lease; its jobs
+    are taken over; SIGCONT lets the stale attempts wake into 501s and lost claims."""
+    sim_host.admin.set_faults("/smsapi/sendCode", latency=1.0, server_error_rate=0.2)
+    sim_host.admin.set_faults("/smsapi/send", latency=1.0, server_error_rate=0.2)
+    client = redis.Redis.from_url(chaos_redis_url)
+    producer = Producer(broker=RedisBroker(client=client), redis=client)
+    jobs = enqueue(producer, chaos_size)
+    env = worker_env(chaos_redis_url, sim_host.url, **SETTINGS)
+    stalled = WorkerGroup("codes", worker_command("codes", processes=1, threads=4), env,
+                          tmp_path / "stalled.log")
+    healthy = WorkerGroup("worker", worker_command("worker", processes=1, threads=4,
+                          queues=["sendcloud.codes", "sendcloud.sms"]), env,
+                          tmp_path / "healthy.log")
+    reconcile = reconciler_group(env, tmp_path / "reconcile.log")
+
+    def logs() -> str:
+        return "\n----\n".join(g.log_tail() for g in (stalled, healthy, reconcile))
+
+    with worker_groups(stalled, reconcile):
+        stalled.wait_ready(client)
+        assert wait_for(lambda: sim_host.count() >= 4, chaos_size.deadline), logs()
+        stalled.signal(signal.SIGSTOP)
+        with worker_groups(healthy):
+            time.sleep(12)  # past the 3 s heartbeat timeout and the 8 s lease
+            stalled.signal(signal.SIGCONT)
+            assert wait_for(lambda: {r["key"] for r in results(client)} >= set(jobs),
+                            chaos_size.deadline, interval=0.5), logs()
+    outcomes = check_truth(client, sim_host, jobs)
+    print(f"SIGSTOP past the lease: {len(jobs)} jobs, {sim_host.count()} sends, "
+          f"{dict(outcomes)}")
