@@ -37,6 +37,7 @@ from bench.common import (
 )
 from producers import Producer
 from producers.contract import SMS_RESULTS_STREAM
+from producers.idempotency import record_key
 from producers.results import decode_fields
 from tests.chaos.conftest import ChaosSize
 from tests.redis_server import RedisServer, start_redis_server
@@ -189,5 +190,8 @@ def test_a_worker_stalled_past_its_lease_writes_nothing(
             assert wait_for(lambda: {r["key"] for r in results(client)} >= set(jobs),
                             chaos_size.deadline, interval=0.5), logs()
     outcomes = check_truth(client, sim_host, jobs)
+    # The stall struck attempts in flight: their jobs were taken over, their tokens fenced.
+    takeovers = sum(int(client.hget(record_key(k), "takeovers") or 0) for k in jobs)
+    assert takeovers > 0
     print(f"SIGSTOP past the lease: {len(jobs)} jobs, {sim_host.count()} sends, "
-          f"{dict(outcomes)}")
+          f"{takeovers} takeovers, {dict(outcomes)}")
