@@ -48,7 +48,7 @@ from bench.common import (
 )
 from producers import Producer, campaign_status, start_campaign
 from producers.idempotency import record_key
-from worker.jobs.idempotency import send_request_id
+from worker.jobs.idempotency import deployment_namespace, send_request_id
 
 CAMPAIGN_ID = "isolation-bench"
 SIGN_ID = 1
@@ -67,23 +67,31 @@ def _enqueue_campaign(redis_url: str, n: int) -> None:
         producer.close()
 
 
+#: Each code job's key, by the sendRequestId the simulator records it under.
+_KEYS: dict[str, str] = {}
+
+
 def _send_code(producer: Producer, index: int, sent: dict[str, float]) -> None:
     started = time.time()
     key = producer.send_code(mainland(CODE_PHONES_FROM + index), "123456", sign_id=SIGN_ID)
-    sent[send_request_id(key)] = started
+    # The workers share this Redis, so they give the job the deployment's namespace.
+    rid = send_request_id(key, deployment_namespace(producer.redis, ""))
+    _KEYS[rid] = key
+    sent[rid] = started
 
 
 def _latencies_ms(sent: dict[str, float], delivered: dict[str | None, float]) -> list[float]:
     return [(delivered[rid] - t0) * 1000 for rid, t0 in sent.items() if rid in delivered]
 
 
-def _claimed_at(client: redis.Redis, keys: Sequence[str]) -> dict[str | None, float]:
-    """When a worker first claimed each job (its idempotency record's first_attempt_at)."""
+def _claimed_at(client: redis.Redis, rids: Sequence[str]) -> dict[str | None, float]:
+    """When a worker first claimed each job (its idempotency record's first_attempt_at),
+    by sendRequestId."""
     with client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hget(record_key(key), "first_attempt_at")
+        for rid in rids:
+            pipe.hget(record_key(_KEYS[rid]), "first_attempt_at")
         values = pipe.execute()
-    return {key: float(value) for key, value in zip(keys, values, strict=True) if value}
+    return {rid: float(value) for rid, value in zip(rids, values, strict=True) if value}
 
 
 def _summary(latencies: Sequence[float]) -> dict[str, float | int | None]:
@@ -164,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "drain_s": round(finished - drain_started, 2)}
         producer.close()
         delivered = {rid: at for _, _, rid, at in sim.entries("code")}
-        # Keys are short and plain, so each job's key is its sendRequestId.
         claimed = _claimed_at(client, [*idle, *loaded])
         client.close()
     idle_stats = _summary(_latencies_ms(idle, delivered))

@@ -25,6 +25,7 @@ from producers.results import decode_fields
 from simulator import Simulator
 from worker.broker import make_broker
 from worker.jobs import declare_job_actors
+from worker.jobs.idempotency import deployment_namespace, send_request_id
 from worker.jobs.runner import JobRunner
 from worker.runtime import Runtime
 from worker.sendcloud.client import SendCloudClient
@@ -99,6 +100,12 @@ class Stack:
 
     def ledger_by_request(self) -> Counter[tuple[str | None, str]]:
         return Counter((e.send_request_id, e.phone) for e in self.sim.ledger.entries())
+
+
+def request_id(client: redis.Redis, key: str) -> str:
+    """The sendRequestId workers on ``client``'s database give job ``key`` (no namespace set:
+    the deployment's own, kept in that Redis)."""
+    return send_request_id(key, deployment_namespace(client, ""))
 
 
 def stream_records(client: redis.Redis, stream: str = SMS_RESULTS_STREAM) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 
@@ -9,9 +10,14 @@ import pytest
 import redis
 
 from producers.contract import RECONCILE_KEY, SMS_RESULTS_STREAM
-from producers.idempotency import IdempotencyStore, payload_hash
+from producers.idempotency import IdempotencyStore, payload_hash, record_key
 from tests.jobs_harness import stream_records
-from worker.jobs.idempotency import JobLedger, send_request_id, window_left
+from worker.jobs.idempotency import (
+    JobLedger,
+    deployment_namespace,
+    send_request_id,
+    window_left,
+)
 from worker.settings import ConfigurationError, Settings
 
 T0 = 1_700_000_000.0
@@ -272,3 +278,44 @@ def test_the_reconcile_index_follows_the_record(
                   record=record("k1"))
     assert redis_client.zscore(RECONCILE_KEY, "k1") is None
     assert "job" not in ledger.get("k1")
+
+
+def test_a_namespace_prefixes_the_send_request_id_within_128_characters() -> None:
+    assert send_request_id("order-42", "shop-a") == "shop-a:order-42"
+    assert send_request_id("order-42", "shop-b") != send_request_id("order-42", "shop-a")
+    odd = send_request_id("key with spaces", "n" * 32)
+    assert odd == "n" * 32 + ":" + hashlib.sha256(b"key with spaces").hexdigest()
+    assert len(send_request_id("x" * 128, "n" * 32)) == 97
+    assert send_request_id("x" * 95, "n" * 32) == "n" * 32 + ":" + "x" * 95  # 128 exactly
+
+
+def test_the_deployment_namespace_is_made_once_and_kept_in_redis(
+    redis_client: redis.Redis,
+) -> None:
+    first = deployment_namespace(redis_client, "")
+    assert first and first == deployment_namespace(redis_client, "")
+    assert deployment_namespace(redis_client, "configured") == "configured"
+
+
+def test_the_send_request_id_is_fixed_at_the_first_claim(
+    make_ledger: Callable[..., JobLedger], redis_client: redis.Redis
+) -> None:
+    reserve(redis_client, "k1")
+    ledger = make_ledger()
+    ledger.configured_namespace = "old"
+    claim = ledger.claim("k1", "m1", T0, kind="code")
+    assert claim.request_id == "old:k1"
+    ledger.release("k1", claim.token, T0 + 1, uncertain=True)
+    # A new namespace (an upgrade, a changed setting) does not give the retry another id.
+    renamed = make_ledger()
+    renamed.configured_namespace = "new"
+    assert renamed.claim("k1", "m1", T0 + 2, kind="code").request_id == "old:k1"
+
+
+def test_a_record_from_before_namespaces_keeps_its_plain_id(
+    ledger: JobLedger, redis_client: redis.Redis
+) -> None:
+    """An attempt made before ids were kept in the record sent the key itself: so do retries."""
+    reserve(redis_client, "k1")
+    redis_client.hset(record_key("k1"), mapping={"attempts": 1, "uncertain_since": T0})
+    assert ledger.claim("k1", "m1", T0 + 5, kind="code").request_id == "k1"

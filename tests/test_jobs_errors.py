@@ -15,9 +15,8 @@ import pytest
 
 from producers.contract import SMS_RESULTS_STREAM
 from producers.idempotency import IdempotencyStore, payload_hash
-from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, stack_factory
+from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, request_id, stack_factory
 from worker.jobs import JOB_TYPES
-from worker.jobs.idempotency import send_request_id
 from worker.jobs.policy import next_shanghai_midnight
 from worker.jobs.runner import JobType, PermanentJobFailure
 
@@ -92,7 +91,8 @@ def test_success_writes_sent_with_sms_ids_and_one_ledger_entry(stack: Stack) -> 
     [recipient] = record["recipients"]
     assert recipient["phone"] == mainland(1) and recipient["outcome"] == "sent"
     assert recipient["sms_id"] == record["sms_ids"][0]
-    assert [e.send_request_id for e in stack.sim.ledger.entries()] == [send_request_id("c1")]
+    sent_ids = [e.send_request_id for e in stack.sim.ledger.entries()]
+    assert sent_ids == [request_id(stack.redis, "c1")]
     # Another delivery of a finished job calls nothing and writes nothing.
     assert run(stack, CODE, code("c1", mainland(1)), "m2") is None
     assert len(stack.sim.ledger.entries()) == 1 and len(stack.job_records()) == 1
@@ -216,7 +216,7 @@ def test_a_duplicate_reply_with_nothing_possibly_sent_needs_review(stack: Stack)
     # else used it, so "already sent" would be a guess.
     key = "c1"
     stack.runtime.client().send_code(mainland(1), "123456", sign_id=1,
-                                     send_request_id=send_request_id(key))
+                                     send_request_id=request_id(stack.redis, key))
     assert run(stack, CODE, code(key, mainland(1))) == "needs_review"
     record = only_record(stack, key)
     assert record["status_code"] == "400" and "duplicate request" in record["message"]
@@ -250,7 +250,7 @@ def test_a_late_copy_of_an_expired_job_after_the_hour_is_never_sent(
 def test_a_replayed_success_reads_as_sent(stack: Stack) -> None:
     stack.sim.duplicate_mode = "replay"
     stack.runtime.client().send_code(mainland(1), "123456", sign_id=1,
-                                     send_request_id=send_request_id("c1"))
+                                     send_request_id=request_id(stack.redis, "c1"))
     assert run(stack, CODE, code("c1", mainland(1))) == "sent"
     assert len(stack.sim.ledger.entries()) == 1
 
@@ -276,7 +276,7 @@ def test_redelivery_within_the_hour_resends_and_sendcloud_deduplicates(
     crash_mid_call(stack, "c1", T0)
     # The crashed attempt did reach SendCloud.
     stack.runtime.client().send_code(mainland(1), "123456", sign_id=1,
-                                     send_request_id=send_request_id("c1"))
+                                     send_request_id=request_id(stack.redis, "c1"))
     clock.now = T0 + 120
     assert run(stack, CODE, code("c1", mainland(1), expires_at=T0 + 3600)) == "duplicate"
     assert len(stack.sim.ledger.entries()) == 1

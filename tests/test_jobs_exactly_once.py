@@ -20,10 +20,17 @@ from structlog.testing import capture_logs
 
 from producers.contract import ALL_QUEUES, CODES_QUEUE, SEND_CODE_ACTOR, SMS_QUEUE
 from producers.idempotency import IdempotencyStore, payload_hash
-from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack, stack_factory
+from simulator import Simulator
+from tests.jobs_harness import (
+    TEMPLATE_ID,
+    Stack,
+    mainland,
+    make_stack,
+    request_id,
+    stack_factory,
+)
 from worker.broker import dead_letters as dlq
 from worker.broker.dead_letters import list_dead_letters
-from worker.jobs.idempotency import send_request_id
 from worker.logs import configure_logging
 
 
@@ -52,7 +59,7 @@ def enqueue_codes_and_sms(stack: Stack, codes: int, sends: int) -> dict[str, lis
 
 def assert_exactly_once(stack: Stack, jobs: dict[str, list[str]]) -> Counter[str]:
     """Every job's phones are in the ledger once, nothing else is; one final record per job."""
-    expected = Counter((send_request_id(key), phone) for key, phones in jobs.items()
+    expected = Counter((request_id(stack.redis, key), phone) for key, phones in jobs.items()
                        for phone in phones)
     assert stack.ledger_by_request() == expected
     records = stack.job_records()
@@ -193,3 +200,22 @@ def test_a_redis_failure_after_many_pauses_is_retried_not_dead_lettered(redis_ur
     assert record["outcome"] == "sent" and claims["n"] >= 5
     assert dlq.list_dead_letters(stack.redis) == []
     assert len(stack.sim.ledger.entries()) == 1
+
+
+def test_two_deployments_sharing_one_account_never_take_each_others_ids(
+    redis_db: Any,
+) -> None:
+    """Two apps, each with its Redis, one SendCloud account, the same key ``order-42``: both
+    SMS go out (before namespaces, the second was refused as a duplicate)."""
+    sim = Simulator()
+    with stack_factory(redis_db(3), sim=sim) as make_a, \
+            stack_factory(redis_db(4), sim=sim) as make_b:
+        first, second = make_a(), make_b()
+        for stack, phone in ((first, mainland(1)), (second, mainland(2))):
+            stack.producer.send_sms(TEMPLATE_ID, [phone], idempotency_key="order-42")
+            with stack.running():
+                [record] = stack.wait_for_records(["order-42"])
+            assert record["outcome"] == "sent"
+    ids = {e.send_request_id for e in sim.ledger.entries()}
+    assert len(ids) == 2 and all(i.endswith(":order-42") for i in ids)
+    assert sorted(e.phone for e in sim.ledger.entries()) == [mainland(1), mainland(2)]

@@ -9,8 +9,7 @@ import redis
 
 from producers.contract import CODES_QUEUE, RECONCILE_KEY, SMS_QUEUE
 from producers.idempotency import record_key
-from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, stack_factory
-from worker.jobs.idempotency import send_request_id
+from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, request_id, stack_factory
 from worker.jobs.reconciler import Reconciler, redis_now
 
 
@@ -43,7 +42,7 @@ def test_a_lost_message_is_sent_again_and_runs_once(stack: Stack) -> None:
     with stack.running():
         [record] = stack.wait_for_records([key])
     assert record["outcome"] == "sent"
-    assert stack.ledger_by_request() == {(send_request_id(key), mainland(1)): 1}
+    assert stack.ledger_by_request() == {(request_id(stack.redis, key), mainland(1)): 1}
     assert stack.redis.zscore(RECONCILE_KEY, key) is None
     # The copy kept the original's times, by Redis's clock: the code still expires on time.
     created = float(stack.redis.hget(record_key(key), "created_at") or 0)

@@ -94,6 +94,8 @@ def test_a_bad_sign_method_is_named(value: str) -> None:
         ("SENDCLOUD_POLL_RATE_PER_MINUTE", "1.5"),
         ("LOG_FORMAT", "xml"),
         ("SENDCLOUD_DAILY_LIMIT_ACTION", "ignore"),
+        ("SENDCLOUD_REQUEST_ID_NAMESPACE", "has:colon"),
+        ("SENDCLOUD_REQUEST_ID_NAMESPACE", "n" * 33),
     ],
 )
 def test_other_bad_values_are_named(variable: str, value: str) -> None:
@@ -108,3 +110,9 @@ def test_secrets_stay_out_of_repr_and_errors() -> None:
     with pytest.raises(ConfigurationError) as info:
         Settings.from_env({**FULL, "SENDCLOUD_SIGN_METHOD": "sms-key-value"})
     assert "sms-key-value" not in str(info.value)
+
+
+def test_the_request_id_namespace_is_read() -> None:
+    assert Settings.from_env(FULL).request_id_namespace == ""
+    settings = Settings.from_env({**FULL, "SENDCLOUD_REQUEST_ID_NAMESPACE": "shop-a.prod"})
+    assert settings.request_id_namespace == "shop-a.prod"

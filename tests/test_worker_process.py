@@ -24,8 +24,7 @@ from producers import Producer
 from producers.contract import CODES_QUEUE, SMS_QUEUE, SMS_RESULTS_STREAM
 from simulator import Simulator
 from simulator.server import SimulatorServer, serve_in_thread
-from tests.jobs_harness import TEMPLATE_ID, mainland, stream_records, wait_until
-from worker.jobs.idempotency import send_request_id
+from tests.jobs_harness import TEMPLATE_ID, mainland, request_id, stream_records, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -123,7 +122,7 @@ def test_sigkill_mid_run_then_restart_sends_everything_exactly_once(
     finally:
         kill_group(second, signal.SIGTERM)
 
-    expected = Counter((send_request_id(k), p) for k, phones in jobs.items() for p in phones)
+    expected = Counter((request_id(client, k), p) for k, phones in jobs.items() for p in phones)
     assert Counter((e.send_request_id, e.phone) for e in sim.ledger.entries()) == expected
     final = records(client)
     assert Counter(r["key"] for r in final) == Counter(dict.fromkeys(jobs, 1))

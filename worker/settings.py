@@ -8,6 +8,7 @@ so a web app that only enqueues never needs the SendCloud keys.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,6 +31,18 @@ CREDENTIAL_VARIABLES = (
     "SENDCLOUD_API_USER",
     "SENDCLOUD_API_KEY",
 )
+
+
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
+
+
+def _namespace(env: Mapping[str, str]) -> str:
+    raw = env.get("SENDCLOUD_REQUEST_ID_NAMESPACE", "").strip()
+    if raw and not NAMESPACE_PATTERN.fullmatch(raw):
+        raise ConfigurationError(
+            "SENDCLOUD_REQUEST_ID_NAMESPACE", "must be 1 to 32 letters, digits, '_', '.' or '-'"
+        )
+    return raw
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -128,6 +141,9 @@ class Settings:
     reconcile_grace: float = 15.0
     #: How long a job still waiting in its queue is left before the reconciler looks again (s).
     reconcile_queued_after: float = 600.0
+    #: Prefix of every sendRequestId: keeps deployments sharing one SendCloud account apart.
+    #: Empty: the deployment's own, made once and kept in its Redis (worker.jobs.idempotency).
+    request_id_namespace: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -194,6 +210,7 @@ class Settings:
             reconcile_queued_after=_float(
                 env, "SENDCLOUD_RECONCILE_QUEUED_AFTER", 600.0, minimum=1.0
             ),
+            request_id_namespace=_namespace(env),
         )
 
     def require_credentials(self) -> Settings:

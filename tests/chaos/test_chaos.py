@@ -46,8 +46,8 @@ from producers.contract import ALL_QUEUES, SMS_RESULTS_STREAM
 from producers.idempotency import RECORD_PREFIX
 from producers.results import decode_fields
 from tests.chaos.conftest import CHAOS_DB, ChaosSize
+from tests.jobs_harness import request_id
 from worker.broker.dead_letters import dead_letter_keys
-from worker.jobs.idempotency import send_request_id
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
 
@@ -166,7 +166,7 @@ def test_nothing_lost_doubled_or_left_behind(
     sms_phones = Counter(phone for kind, phone, _, _ in ledger if kind == "sms")
     assert sms_phones == Counter(numbers), "a campaign number was lost or sent twice"
     sent_codes = Counter((rid, phone) for kind, phone, rid, _ in ledger if kind == "code")
-    assert sent_codes == Counter({(send_request_id(k), p): 1 for k, p in codes.items()})
+    assert sent_codes == Counter({(request_id(client, k), p): 1 for k, p in codes.items()})
 
     records = Counter(r["key"] for r in _job_records(client))
     assert records == Counter(dict.fromkeys(expected_keys, 1))

@@ -41,8 +41,8 @@ from producers.contract import SMS_RESULTS_STREAM
 from producers.idempotency import record_key
 from producers.results import decode_fields
 from tests.chaos.conftest import ChaosSize
+from tests.jobs_harness import request_id
 from tests.redis_server import RedisServer, start_redis_server
-from worker.jobs.idempotency import send_request_id
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
 
@@ -96,10 +96,11 @@ def check_truth(client: redis.Redis, sim: SimHost, jobs: dict[str, list[str]]) -
     sent = Counter((rid, phone) for _, phone, rid, _ in ledger)
     for key, phones in jobs.items():
         for phone in phones:
-            assert sent[(send_request_id(key), phone)] == 1, (key, phone)
+            assert sent[(request_id(client, key), phone)] == 1, (key, phone)
     assert sum(sent.values()) == sum(len(p) for p in jobs.values())
     for record in records:
-        went_out = any(sent[(send_request_id(record["key"]), p)] for p in jobs[record["key"]])
+        rid = request_id(client, record["key"])
+        went_out = any(sent[(rid, p)] for p in jobs[record["key"]])
         if record["outcome"] in ("failed", "expired"):
             assert not went_out, record
     return Counter(f"{r['kind']}:{r['outcome']}" for r in records)

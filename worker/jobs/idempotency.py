@@ -4,6 +4,7 @@ The record is the producer's hash ``sendcloud:idem:<key>`` (layout in :mod:`prod
 The worker adds these fields:
 
 ``owner``              the claim token of the attempt that holds the claim: ``<message id>:<fence>``
+``request_id``         the job's sendRequestId, fixed at its first claim (:func:`send_request_id`)
 ``fence``              claims so far; each attempt's token is unique, so a stale attempt (stalled
                        past its lease, its message delivered again) can neither release, check
                        nor finish the job: every such script checks the token
@@ -37,9 +38,10 @@ i.e. died. That copy, like any copy finding an expired lease, takes the claim ov
 The 1-hour rule
 ---------------
 SendCloud runs a ``sendRequestId`` only once within 1 hour; every attempt of a job sends the same
-one (:func:`send_request_id`). An attempt whose outcome is unknown (the worker died mid-call, or
-the call ended with no reply: a TransportError) may have been accepted, and a resend is safe
-only while SendCloud still remembers the id. So the record keeps ``uncertain_since``, the start
+one (:func:`send_request_id`, kept in the record from the first claim on). An attempt whose
+outcome is unknown (the worker died mid-call, or the call ended with no reply: a
+TransportError) may have been accepted, and a resend is safe only while SendCloud still
+remembers the id. So the record keeps ``uncertain_since``, the start
 of the earliest such attempt, and:
 
 * before any send, if ``now - uncertain_since > 3600 - margin`` (``SENDCLOUD_DEDUP_SAFETY_MARGIN``,
@@ -66,13 +68,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from producers.contract import RECONCILE_KEY
+from producers.contract import KEY_PREFIX, RECONCILE_KEY
 from producers.idempotency import (
     FINAL_STATES,
     STATE_DONE,
@@ -118,7 +121,10 @@ end
 """
 
 # KEYS: record, reconcile index, and optionally the account's pause flag.
-# ARGV: message_id, now, lease, ttl, kind, enqueued_at, index member (the job key).
+# ARGV: message_id, now, lease, ttl, kind, enqueued_at, index member (the job key),
+# request id, legacy request id. The job's sendRequestId is fixed at its first claim and kept
+# in the record, so a change of namespace (an upgrade, a new setting) never gives a retry a
+# new one; a record that had attempts before ids were kept keeps the un-namespaced id.
 # The claim token is "<message id>:<fence>", the fence counting claims of this record: each
 # attempt holds a token of its own, and release, check and finish succeed only for the current.
 _CLAIM_LUA = _CLOCK_LUA + (
@@ -159,6 +165,12 @@ if state == 'in_flight' then
     end
     redis.call('HINCRBY', k, 'takeovers', 1)
 end
+local request_id = redis.call('HGET', k, 'request_id')
+if not request_id then
+    request_id = ARGV[8]
+    if tonumber(redis.call('HGET', k, 'attempts') or '0') > 0 then request_id = ARGV[9] end
+    redis.call('HSET', k, 'request_id', request_id)
+end
 local attempts = redis.call('HINCRBY', k, 'attempts', 1)
 local token = msg .. ':' .. redis.call('HINCRBY', k, 'fence', 1)
 redis.call('HSETNX', k, 'first_attempt_at', nows)
@@ -170,7 +182,7 @@ if KEYS[3] then
     paused_ms = math.max(0, redis.call('PTTL', KEYS[3]))
 end
 return {'claimed', tostring(attempts), uncertain or '', (state == 'in_flight') and '1' or '0',
-        tostring(paused_ms), token, nows}
+        tostring(paused_ms), token, nows, request_id}
 """
 )
 
@@ -236,12 +248,30 @@ return entry
 """
 
 
-def send_request_id(key: str) -> str:
-    """The sendRequestId of every attempt of a job: the key itself when it is short and plain,
-    else the sha256 hex of it (64 characters)."""
-    if _PLAIN_ID.fullmatch(key):
-        return key
-    return hashlib.sha256(key.encode()).hexdigest()
+def send_request_id(key: str, namespace: str = "") -> str:
+    """The sendRequestId of every attempt of a job: ``<namespace>:<key>`` when that is short and
+    plain, else ``<namespace>:`` and the sha256 hex of the key; at most 97 characters with the
+    longest namespace. Without a namespace (records from before namespaces): the key itself, or
+    its sha256 hex."""
+    prefix = f"{namespace}:" if namespace else ""
+    if _PLAIN_ID.fullmatch(prefix + key):
+        return prefix + key
+    return prefix + hashlib.sha256(key.encode()).hexdigest()
+
+
+#: Where a deployment keeps the namespace it made for itself (see :func:`deployment_namespace`).
+NAMESPACE_KEY = f"{KEY_PREFIX}request-id-namespace"
+
+
+def deployment_namespace(client: redis.Redis, configured: str) -> str:
+    """The sendRequestId namespace: ``SENDCLOUD_REQUEST_ID_NAMESPACE`` when set, else one made
+    once per Redis database and kept there, so that two deployments sharing a SendCloud account
+    (each with its own Redis) never take each other's ids, and every worker of one agrees."""
+    if configured:
+        return configured
+    client.set(NAMESPACE_KEY, secrets.token_hex(6), nx=True)
+    stored = client.get(NAMESPACE_KEY)
+    return _text(stored) if stored is not None else ""
 
 
 @dataclass(frozen=True)
@@ -262,6 +292,8 @@ class Claim:
     token: str = ""
     #: Redis's time when the claim was made.
     now: float = 0.0
+    #: The job's sendRequestId, fixed at its first claim.
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -295,11 +327,16 @@ class JobLedger:
     Redis's clock.
     """
 
-    def __init__(self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int) -> None:
+    def __init__(
+        self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int, namespace: str = ""
+    ) -> None:
         self.client = client
         self.lease = lease
         self.ttl = ttl
         self.maxlen = maxlen
+        #: SENDCLOUD_REQUEST_ID_NAMESPACE; when empty, the deployment's own, read on first use.
+        self.configured_namespace = namespace
+        self._namespace: str | None = None
         self._claim = client.register_script(_CLAIM_LUA)
         self._check = client.register_script(_CHECK_LUA)
         self._release = client.register_script(_RELEASE_LUA)
@@ -324,9 +361,11 @@ class JobLedger:
         if pause_key is not None:
             keys.append(pause_key)
         since = "" if enqueued_at is None else repr(enqueued_at)
+        request_id = send_request_id(key, self.namespace)
         reply = [_text(part) for part in self._claim(
             keys=keys,
-            args=[message_id, _time_arg(now), repr(self.lease), self.ttl, kind, since, key],
+            args=[message_id, _time_arg(now), repr(self.lease), self.ttl, kind, since, key,
+                  request_id, send_request_id(key)],
         )]
         if reply[0] == "final":
             return Claim("final", final_state=reply[1])
@@ -340,7 +379,14 @@ class JobLedger:
             paused_for=int(reply[4]) / 1000,
             token=reply[5],
             now=float(reply[6]),
+            request_id=reply[7],
         )
+
+    @property
+    def namespace(self) -> str:
+        if self._namespace is None:
+            self._namespace = deployment_namespace(self.client, self.configured_namespace)
+        return self._namespace
 
     def check(self, key: str, token: str, now: float | None = None) -> Check:
         """Whether ``token`` still holds the claim, with Redis's time and uncertain_since."""

@@ -44,7 +44,7 @@ from producers.contract import SMS_RESULTS_STREAM
 from worker import metrics
 from worker.jobs import policy
 from worker.jobs.campaign import CANCELLED_MESSAGE, cancel_requested
-from worker.jobs.idempotency import Claim, JobLedger, send_request_id, window_left
+from worker.jobs.idempotency import Claim, JobLedger, window_left
 from worker.jobs.pause import AccountPause
 from worker.jobs.results import Ending
 from worker.runtime import Runtime
@@ -181,6 +181,7 @@ class JobRunner:
             lease=settings.job_lease,
             ttl=settings.idempotency_ttl,
             maxlen=settings.results_maxlen,
+            namespace=settings.request_id_namespace,
         )
         self.pause = AccountPause(
             runtime.redis,
@@ -260,7 +261,7 @@ class JobRunner:
                 log.info("job.paused", retry_in_s=round(paused, 3))
                 return self._reschedule(a, paused + self.jitter(), error=None, uncertain=False,
                                         minimum=paused, refund=True)
-        request_id = send_request_id(a.key)
+        request_id = a.claim.request_id
         client = self.runtime.client()
 
         def call_once() -> Any:
