@@ -157,6 +157,11 @@ def test_redis_killed_and_restarted_from_its_aof_twice(
 
         assert wait_for(all_final, chaos_size.deadline, interval=0.5), logs()
     outcomes = check_truth(client, sim_host, jobs)
+    # A retry that could not be enqueued while Redis was away is handled, not a crash.
+    worker_logs = "".join(g.log_path.read_text(errors="replace") for g in (sms, codes))
+    assert "Unexpected failure in after_process_message" not in worker_logs
+    assert "job.retry_not_enqueued" in worker_logs or "reconcile.redriven" in \
+        reconcile.log_path.read_text(errors="replace")
     print(f"redis restart x2: {len(jobs)} jobs, {sim_host.count()} sends, {dict(outcomes)}")
     server.stop()
 

@@ -6,7 +6,8 @@ Middleware, in order:
 2. ``TimeLimit`` (``SENDCLOUD_JOB_LEASE``): an attempt stuck longer than its claim's lease is
    interrupted and retried; the retry takes its own claim over as an attempt whose outcome is
    unknown (:mod:`worker.jobs.idempotency`), as another copy could once the lease ran out.
-3. ``Retries``: retries only what :mod:`worker.jobs` tells it to (see there).
+3. ``ReconciledRetries``: retries only what :mod:`worker.jobs` tells it to (see there); a
+   retry that cannot be enqueued while Redis is away is left to the reconciler.
 4. ``CurrentMessage``: actors read their Dramatiq message id, the owner of the job's claim.
 5. ``DeadLetterReasons``: a dead-lettered message keeps why it died.
 
@@ -18,19 +19,20 @@ heartbeating for ``SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT`` seconds to the others, d
 maintenance", which runs on ``SENDCLOUD_BROKER_MAINTENANCE_CHANCE`` out of a million Redis
 commands. Workers poll often, so that is a few seconds after the timeout in practice.
 
-Holds the broker factory (here), ``job_context`` (log context middleware) and
-``dead_letters`` (reasons, listing and replay). May import the process plumbing and
-``producers``; nothing of jobs or SendCloud.
+Holds the broker factory (here), ``job_context`` (log context middleware), ``retries``,
+``dead_letters`` (reasons, listing and replay) and ``redis_checks``. May import the process
+plumbing and ``producers``; nothing of jobs or SendCloud.
 """
 
 from __future__ import annotations
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
+from dramatiq.middleware import CurrentMessage, Middleware, TimeLimit
 
 from worker.broker.dead_letters import DeadLetterReasons
 from worker.broker.job_context import JobContext
+from worker.broker.retries import ReconciledRetries
 from worker.settings import Settings
 
 
@@ -38,7 +40,7 @@ def broker_middleware(settings: Settings) -> list[Middleware]:
     return [
         JobContext(),
         TimeLimit(time_limit=int(settings.job_lease * 1000)),
-        Retries(
+        ReconciledRetries(
             max_retries=settings.job_max_attempts,
             min_backoff=int(settings.retry_base_delay * 1000),
             max_backoff=int(settings.retry_max_delay * 1000),
