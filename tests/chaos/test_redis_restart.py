@@ -15,53 +15,36 @@ exactly one final record, and no final outcome contradicts the simulator's ledge
 from __future__ import annotations
 
 import signal
-import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from bench.common import (
-    TEMPLATE_ID,
     SimHost,
     WorkerGroup,
-    mainland,
     wait_for,
     worker_command,
     worker_env,
     worker_groups,
 )
 from producers import Producer
-from producers.contract import SMS_RESULTS_STREAM
 from producers.idempotency import record_key
-from producers.results import decode_fields
 from tests.chaos.conftest import ChaosSize
-from tests.jobs_harness import request_id
+from tests.chaos.support import (
+    FAULTS,
+    SETTINGS,
+    check_truth,
+    enqueue,
+    reconciler_group,
+    results,
+)
 from tests.redis_server import RedisServer, start_redis_server
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
-
-SETTINGS = {
-    "SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT": "3",
-    "SENDCLOUD_BROKER_MAINTENANCE_CHANCE": "100000",
-    "SENDCLOUD_RETRY_BASE_DELAY": "0.5",
-    "SENDCLOUD_RETRY_MAX_DELAY": "3",
-    "SENDCLOUD_CALL_ATTEMPTS": "1",
-    "SENDCLOUD_JOB_MAX_ATTEMPTS": "40",
-    "SENDCLOUD_JOB_LEASE": "8",
-    "SENDCLOUD_RECONCILE_INTERVAL": "1",
-    "SENDCLOUD_RECONCILE_GRACE": "2",
-    "SENDCLOUD_RECONCILE_QUEUED_AFTER": "5",
-    "SENDCLOUD_METRICS_PORT": "0",
-    "dramatiq_worker_timeout": "200",
-}
-FAULTS = {"server_error_rate": 0.1, "drop_after_accept_rate": 0.05}
-
 
 @pytest.fixture
 def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
@@ -77,44 +60,6 @@ def restart(server: RedisServer) -> RedisServer:
     again = start_redis_server(appendonly=True, port=server.port, workdir=server.workdir)
     assert again is not None
     return again
-
-
-def reconciler_group(env: dict[str, str], log: Path) -> WorkerGroup:
-    command = str(Path(sys.executable).parent / "sendcloud-jobs")
-    return WorkerGroup("reconcile", [command, "reconcile"], env, log)
-
-
-def results(client: redis.Redis) -> list[dict[str, Any]]:
-    return [decode_fields(raw) for _, raw in client.xrange(SMS_RESULTS_STREAM) or [] if raw]
-
-
-def check_truth(client: redis.Redis, sim: SimHost, jobs: dict[str, list[str]]) -> Counter[str]:
-    """Every assertion of the run; the outcomes by kind and outcome, for the closing figures."""
-    records = [r for r in results(client) if r.get("key") in jobs]
-    assert Counter(r["key"] for r in records) == Counter(dict.fromkeys(jobs, 1))
-    ledger = sim.entries()
-    sent = Counter((rid, phone) for _, phone, rid, _ in ledger)
-    for key, phones in jobs.items():
-        for phone in phones:
-            assert sent[(request_id(client, key), phone)] == 1, (key, phone)
-    assert sum(sent.values()) == sum(len(p) for p in jobs.values())
-    for record in records:
-        rid = request_id(client, record["key"])
-        went_out = any(sent[(rid, p)] for p in jobs[record["key"]])
-        if record["outcome"] in ("failed", "expired"):
-            assert not went_out, record
-    return Counter(f"{r['kind']}:{r['outcome']}" for r in records)
-
-
-def enqueue(producer: Producer, size: ChaosSize) -> dict[str, list[str]]:
-    jobs: dict[str, list[str]] = {}
-    for i in range(size.codes // 2):
-        phone = mainland(700_000_000 + i)
-        jobs[producer.send_code(phone, f"{200000 + i}", sign_id=1, expires_in=3000)] = [phone]
-    for i in range(size.codes // 10):
-        phones = [mainland(800_000_000 + 10 * i + j) for j in range(10)]
-        jobs[producer.send_sms(TEMPLATE_ID, phones)] = phones
-    return jobs
 
 
 def test_redis_killed_and_restarted_from_its_aof_twice(
