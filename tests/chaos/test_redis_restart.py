@@ -111,17 +111,29 @@ def test_redis_killed_and_restarted_from_its_aof_twice(
     server.stop()
 
 
-def test_a_worker_stalled_past_its_lease_writes_nothing(
-    chaos_size: ChaosSize, chaos_redis_url: str, sim_host: SimHost, tmp_path: Path
+@pytest.mark.parametrize(("lease", "heartbeat_timeout"), [
+    # The lease runs out during the stall; Dramatiq's heartbeat sweep would come much later:
+    # the reconciler sends a fresh copy, which takes the expired claim over.
+    ("4", "120"),
+    # The stall outlasts the heartbeat timeout but not the lease: Dramatiq redelivers the same
+    # message, which takes its own live claim over; the stalled attempt is fenced off.
+    ("120", "3"),
+], ids=["lease-shorter-than-stall", "lease-longer-than-stall"])
+def test_a_stalled_worker_writes_nothing(
+    chaos_size: ChaosSize, chaos_redis_url: str, sim_host: SimHost, tmp_path: Path,
+    lease: str, heartbeat_timeout: str,
 ) -> None:
-    """SIGSTOP of the codes worker mid-call, past the heartbeat timeout and the lease; its jobs
-    are taken over; SIGCONT lets the stale attempts wake into 501s and lost claims."""
+    """SIGSTOP of the codes worker mid-call until its jobs are taken over; SIGCONT lets the
+    stale attempts wake into 501s and lost claims."""
     sim_host.admin.set_faults("/smsapi/sendCode", latency=1.0, server_error_rate=0.2)
     sim_host.admin.set_faults("/smsapi/send", latency=1.0, server_error_rate=0.2)
     client = redis.Redis.from_url(chaos_redis_url)
     producer = Producer(broker=RedisBroker(client=client), redis=client)
     jobs = enqueue(producer, chaos_size)
-    env = worker_env(chaos_redis_url, sim_host.url, **SETTINGS)
+    env = worker_env(chaos_redis_url, sim_host.url, **{
+        **SETTINGS, "SENDCLOUD_JOB_LEASE": lease,
+        "SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT": heartbeat_timeout,
+    })
     stalled = WorkerGroup("codes", worker_command("codes", processes=1, threads=4), env,
                           tmp_path / "stalled.log")
     healthy = WorkerGroup("worker", worker_command("worker", processes=1, threads=4,
@@ -140,12 +152,13 @@ def test_a_worker_stalled_past_its_lease_writes_nothing(
         assert wait_for(lambda: sim_host.count() >= 4, chaos_size.deadline), logs()
         stalled.signal(signal.SIGSTOP)
         with worker_groups(healthy):
-            # Stopped until its jobs are taken over (after the 3 s heartbeat timeout, or the
-            # 8 s lease), however long a busy machine takes; then the stale attempts wake.
+            # Stopped until its jobs are taken over (after the lease or the heartbeat timeout,
+            # whichever is shorter), however long a busy machine takes; then they wake.
             assert wait_for(lambda: takeovers() > 0, chaos_size.deadline, interval=0.2), logs()
             stalled.signal(signal.SIGCONT)
             assert wait_for(lambda: {r["key"] for r in results(client)} >= set(jobs),
                             chaos_size.deadline, interval=0.5), logs()
     outcomes = check_truth(client, sim_host, jobs)
-    print(f"SIGSTOP past the lease: {len(jobs)} jobs, {sim_host.count()} sends, "
-          f"{takeovers()} takeovers, {dict(outcomes)}")
+    print(f"SIGSTOP, lease {lease} s, heartbeat timeout {heartbeat_timeout} s: "
+          f"{len(jobs)} jobs, {sim_host.count()} sends, {takeovers()} takeovers, "
+          f"{dict(outcomes)}")
