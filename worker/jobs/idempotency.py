@@ -104,7 +104,8 @@ OUTCOME_STATES: dict[str, str] = {
     "needs_review": STATE_NEEDS_REVIEW,
 }
 
-_FINAL_LUA_SET = "{" + ", ".join(f"['{s}'] = true" for s in sorted(FINAL_STATES)) + "}"
+#: The final states as a Lua table literal, for scripts that must tell them apart.
+FINAL_LUA_SET = "{" + ", ".join(f"['{s}'] = true" for s in sorted(FINAL_STATES)) + "}"
 
 # Every script reads the time from Redis (``TIME``): one clock decides leases, attempt starts,
 # uncertain_since and the 1-hour window, whatever the workers' clocks say. ARGV "now" is empty
@@ -128,7 +129,7 @@ end
 # The claim token is "<message id>:<fence>", the fence counting claims of this record: each
 # attempt holds a token of its own, and release, check and finish succeed only for the current.
 _CLAIM_LUA = _CLOCK_LUA + (
-    "local final = " + _FINAL_LUA_SET + "\n"
+    "local final = " + FINAL_LUA_SET + "\n"
     """
 local k = KEYS[1]
 local msg, lease = ARGV[1], tonumber(ARGV[3])

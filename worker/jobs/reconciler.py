@@ -44,6 +44,7 @@ from dramatiq.brokers.redis import RedisBroker
 from producers.contract import KEY_PREFIX, RECONCILE_KEY
 from producers.idempotency import FINAL_STATES, record_key
 from worker import metrics
+from worker.jobs.idempotency import FINAL_LUA_SET
 
 log = structlog.get_logger("worker.jobs.reconciler")
 
@@ -52,10 +53,9 @@ BATCH = 500
 
 # KEYS: record, index. ARGV: job JSON, next due, member. The job's copy is replaced only while
 # its record exists and is not final (a job that finished meanwhile needs nothing).
-_REDRIVE_LUA = """
+_REDRIVE_LUA = "local final = " + FINAL_LUA_SET + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if (not state) or state == 'done' or state == 'failed' or state == 'expired'
-        or state == 'needs_review' then
+if (not state) or final[state] then
     redis.call('ZREM', KEYS[2], ARGV[3])
     return 0
 end
