@@ -104,11 +104,13 @@ def test_codes_whose_replies_are_lost_before_they_expire(
     codes = {}
     for i in range(chaos_size.codes // 2):
         phone = mainland(900_000_000 + i)
-        codes[producer.send_code(phone, f"{300000 + i}", sign_id=1, expires_in=4)] = [phone]
+        codes[producer.send_code(phone, f"{300000 + i}", sign_id=1, expires_in=120)] = [phone]
     producer.close()
-    # Every retry comes at least 5 s later (backoff is half its step and more): after expiry.
+    # Every code gets its first attempt well inside its 120 s (the queue drains in seconds),
+    # and every retry would come at least 300 s later (backoff is half its step and more):
+    # after expiry, so each failed first attempt decides the code's outcome at once.
     env = worker_env(chaos_redis_url, sim_host.url, **{
-        **SETTINGS, "SENDCLOUD_RETRY_BASE_DELAY": "10", "SENDCLOUD_RETRY_MAX_DELAY": "10",
+        **SETTINGS, "SENDCLOUD_RETRY_BASE_DELAY": "600", "SENDCLOUD_RETRY_MAX_DELAY": "600",
     })
     codes_group = WorkerGroup("codes", worker_command("codes", processes=1, threads=8), env,
                               tmp_path / "codes.log")
