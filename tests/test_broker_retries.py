@@ -1,4 +1,4 @@
-"""A retry that cannot be enqueued while Redis is away is a warning, not a crash."""
+"""Redis going away under the broker: a lost retry is a warning, a consumer reconnects."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.errors import BrokerConnectionError
 from structlog.testing import capture_logs
 
+from tests.redis_server import free_port
+from worker.broker import RedisUnreachable, make_broker
 from worker.broker.retries import ReconciledRetries
+from worker.settings import Settings
 
 
 class RedisAwayBroker(StubBroker):
@@ -52,3 +56,16 @@ def test_other_failures_still_raise() -> None:
     [middleware] = [m for m in broken.middleware if isinstance(m, ReconciledRetries)]
     with pytest.raises(ValueError, match="a bug"):
         middleware.after_process_message(broken, message, exception=dramatiq.Retry(delay=10))
+
+
+def test_the_broker_raises_one_error_both_dramatiq_and_redis_py_know() -> None:
+    """Dramatiq's consumer threads reconnect on their own connection error; a redis-py one
+    from a delayed message's enqueue used to kill the thread."""
+    broker = make_broker(f"redis://127.0.0.1:{free_port()}/0", settings=Settings.from_env({}))
+    dramatiq.actor(lambda: None, broker=broker, actor_name="job")
+    message = dramatiq.Message(queue_name="default", actor_name="job", args=(), kwargs={},
+                               options={})
+    with pytest.raises(RedisUnreachable) as info:
+        broker.enqueue(message)
+    assert isinstance(info.value, BrokerConnectionError)
+    assert isinstance(info.value, redis.ConnectionError)

@@ -100,3 +100,20 @@ def test_one_pass_at_a_time(stack: Stack) -> None:
     first = reconciler(stack)
     stack.redis.set("sendcloud:reconcile:lock", "someone-else", px=5000)
     assert first.run_once().locked_out
+
+
+def test_a_backlog_that_never_empties_hides_a_stranded_job_for_a_while_only(
+    stack: Stack,
+) -> None:
+    """Another message always waits in the queue, so the job looks waiting; after
+    queued_after (0 here) of that, it is driven again all the same."""
+    stuck = stack.producer.send_sms(TEMPLATE_ID, [mainland(6)])
+    stack.redis.delete(f"dramatiq:{SMS_QUEUE}")  # its message is gone ...
+    stack.producer.send_sms(TEMPLATE_ID, [mainland(7)])  # ... but the queue is never empty
+    patient = Reconciler(stack.redis, stack.broker, grace=0, queued_after=0, interval=0)
+    make_due(stack.redis, stuck)
+    first = patient.run_once()
+    assert stuck not in first.redriven and first.waiting >= 1
+    make_due(stack.redis, stuck)
+    assert stuck in patient.run_once().redriven
+    assert "reconcile_waiting_since" not in stack.runner.ledger.get(stuck)

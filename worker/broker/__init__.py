@@ -26,8 +26,12 @@ plumbing and ``producers``; nothing of jobs or SendCloud.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import CurrentMessage, Middleware, TimeLimit
 
 from worker.broker.dead_letters import DeadLetterReasons
@@ -50,6 +54,32 @@ def broker_middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
+class RedisUnreachable(BrokerConnectionError, redis.ConnectionError):
+    """Redis went away during a broker command: Dramatiq's connection error and redis-py's."""
+
+
+class ReconnectingRedisBroker(RedisBroker):
+    """The RedisBroker, whose commands fail with :class:`RedisUnreachable` while Redis is away.
+
+    Dramatiq's consumer threads reconnect on its own BrokerConnectionError but treat redis-py's
+    ConnectionError from an enqueue (a delayed message coming due) as unexpected, and then
+    requeue their held messages: that raises again, uncaught, and the thread dies; the worker
+    lives on without consuming that queue. Raised as both, the error takes Dramatiq's reconnect
+    path, and every handler written for redis-py's error still catches it.
+    """
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        command = super().__getattr__(name)
+
+        def call(*args: Any) -> Any:
+            try:
+                return command(*args)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise RedisUnreachable(str(exc)) from exc
+
+        return call
+
+
 def make_broker(
     redis_url: str | None,
     *,
@@ -60,7 +90,7 @@ def make_broker(
     if redis_client is None and not redis_url:
         raise ValueError("make_broker needs a redis_url or a redis_client")
     settings = settings or Settings.from_env()
-    return RedisBroker(
+    return ReconnectingRedisBroker(
         url=None if redis_client is not None else redis_url,
         client=redis_client,
         middleware=broker_middleware(settings),

@@ -175,6 +175,7 @@ end
 local attempts = redis.call('HINCRBY', k, 'attempts', 1)
 local token = msg .. ':' .. redis.call('HINCRBY', k, 'fence', 1)
 redis.call('HSETNX', k, 'first_attempt_at', nows)
+redis.call('HDEL', k, 'reconcile_waiting_since')
 redis.call('HSET', k, 'state', 'in_flight', 'owner', token, 'lease_until',
            sendcloud_fmt(now + lease), 'attempt_started_at', nows, 'updated_at', nows)
 redis.call('ZADD', KEYS[2], now + lease, ARGV[7])

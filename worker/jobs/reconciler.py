@@ -17,16 +17,18 @@ it. Each pass (``SENDCLOUD_RECONCILE_INTERVAL``) takes the jobs more than
   claim takes the job over as an attempt whose outcome is unknown, and the stale attempt, if it
   wakes, is fenced off by its token (:mod:`worker.jobs.idempotency`);
 * ``queued``: while its queue has a backlog (its ready or delay list is not empty) the message
-  may be waiting in it, and the job is looked at again a pass later. Otherwise (the message is
-  gone, or held in an ack set past its time) a fresh message is enqueued.
+  may be waiting in it, and the job is looked at again a pass later, for at most
+  ``SENDCLOUD_RECONCILE_QUEUED_AFTER``. Otherwise (the message is gone, or held in an ack set
+  past its time), or once that is up, a fresh message is enqueued.
 
 A fresh message is a copy of the job from its record, under a new message id. Duplicates are
 harmless by design (the claim decides, and a final job acknowledges a copy without a call), so
 the reconciler never needs to prove the old message gone, and the 1-hour rule holds for the
 copy as for any retry. Passes take a short Redis lock, so one process reconciles at a time.
 
-The bound: after a worker dies or Redis returns, a job is driven again within lease (or retry
-delay) + grace + interval, plus the time its copy waits in the queue.
+The bound: after a worker dies or Redis returns, a job is driven again within its lease (or
+retry delay) + grace + interval; a stranded job behind a backlog that never empties, within
+``SENDCLOUD_RECONCILE_QUEUED_AFTER`` more. Then its copy waits its turn in the queue.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ if (not state) or final[state] then
     return 0
 end
 redis.call('HSET', KEYS[1], 'job', ARGV[1])
+redis.call('HDEL', KEYS[1], 'reconcile_waiting_since')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
@@ -154,7 +157,7 @@ class Reconciler:
             self.client.zadd(RECONCILE_KEY, {key: now + self.queued_after})
             return
         job: dict[str, Any] = json.loads(raw_job)
-        if state == "queued" and self._waiting(job):
+        if state == "queued" and self._waiting(job) and not self._waited_too_long(key, now):
             # Looked at again soon: once the backlog is gone, a stranded job is found.
             summary.waiting += 1
             self.client.zadd(RECONCILE_KEY, {key: now + max(self.grace, self.interval)})
@@ -181,6 +184,16 @@ class Reconciler:
             pipe.llen(f"{namespace}:{queue}")
             pipe.llen(f"{namespace}:{dramatiq.common.dq_name(queue)}")
             return any(pipe.execute())
+
+    def _waited_too_long(self, key: str, now: float) -> bool:
+        """A backlog that never empties (a queue always busy, or a delay queue whose consumer
+        is gone) must not hide a stranded job for ever: past due and seen waiting for longer
+        than ``queued_after``, the job is driven again all the same. The mark is cleared by
+        the job's next claim or re-drive."""
+        field = "reconcile_waiting_since"
+        self.client.hsetnx(record_key(key), field, repr(now))
+        since = _text(self.client.hget(record_key(key), field))
+        return since is not None and now - float(since) > self.queued_after
 
     def _redrive(self, key: str, job: dict[str, Any], created_at: float, now: float) -> bool:
         payload = dict(job["payload"])
