@@ -145,6 +145,30 @@ def test_a_missing_credential_stops_the_worker_naming_the_variable(
         proc.wait(timeout=60)
     finally:
         kill_group(proc, signal.SIGKILL)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     output = log.read_text()
-    assert "ConfigurationError" in output and "SENDCLOUD_SMS_KEY" in output
+    assert "sendcloud-jobs worker: error: SENDCLOUD_SMS_KEY: is required but not set" in output
+    assert "Traceback" not in output
+
+
+def test_a_taken_metrics_port_stops_the_worker_in_one_line(
+    own_db: str, tmp_path: Path
+) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    env = worker_env(own_db, "http://127.0.0.1:9")
+    env["SENDCLOUD_METRICS_PORT"] = str(taken.getsockname()[1])
+    log = tmp_path / "worker.log"
+    proc = start_worker(env, log)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        kill_group(proc, signal.SIGKILL)
+        taken.close()
+    assert proc.returncode == 2
+    output = log.read_text()
+    assert f"SENDCLOUD_METRICS_PORT: port {env['SENDCLOUD_METRICS_PORT']}" in output
+    assert "Traceback" not in output

@@ -1,13 +1,14 @@
 """The module the ``dramatiq`` command loads: ``dramatiq worker.app --queues sendcloud.codes``.
 
-Importing it reads the settings (a missing credential stops the worker with a
-ConfigurationError naming the variable), configures logging, builds the broker and declares
-every actor on it.
+Importing it reads the settings (a missing or malformed one stops the worker with one line
+naming the variable and the rule, exit status 2), configures logging, builds the broker and
+declares every actor on it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import dramatiq
 import redis
@@ -19,11 +20,24 @@ from worker.broker.redis_checks import inspect
 from worker.email_status.actor import declare_poll_actor
 from worker.jobs import declare_job_actors
 from worker.logs import configure_logging
+from worker.metrics import MetricsPortInUse
 from worker.runtime import Runtime
 from worker.sendcloud.client import SendCloudClient
-from worker.settings import Settings
+from worker.settings import ConfigurationError, Settings
 
-settings = Settings.from_env().require_credentials()
+
+def _load_settings() -> Settings:
+    try:
+        loaded = Settings.from_env().require_credentials()
+        metrics.check_port(loaded)
+    except (ConfigurationError, MetricsPortInUse) as exc:
+        # Dramatiq would print the import's traceback with this line at its very end.
+        print(f"sendcloud-jobs worker: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    return loaded
+
+
+settings = _load_settings()
 configure_logging(settings)
 
 broker = make_broker(settings.redis_url, settings=settings)

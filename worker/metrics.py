@@ -26,6 +26,8 @@ no-ops, so metrics are off unless a worker turns them on.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -209,6 +211,38 @@ def make_server(registry: CollectorRegistry, host: str, port: int) -> HTTPServer
     return ThreadingHTTPServer((host, port), Handler)
 
 
+class MetricsPortInUse(Exception):
+    """``SENDCLOUD_METRICS_PORT`` is taken: the worker would run with nobody seeing it."""
+
+    def __init__(self, port: int, reason: str) -> None:
+        self.port = port
+        super().__init__(
+            f"SENDCLOUD_METRICS_PORT: port {port} on {HTTP_HOST} is not free ({reason}); "
+            "set another port, or 0 to turn metrics off"
+        )
+
+
+def check_port(settings: Settings) -> None:
+    """Fail start-up, before any job runs, when the exposition process could not bind.
+
+    Every worker process probes at import, possibly at the same moment, so the probe sets
+    SO_REUSEPORT: probes then coexist, while a listener of another program, which does not set
+    it, still refuses them. The exposition process binds later, once the probes are closed.
+    """
+    if settings.metrics_port == 0:
+        return
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((HTTP_HOST, settings.metrics_port))
+    except OSError as exc:
+        raise MetricsPortInUse(settings.metrics_port, exc.strerror or str(exc)) from None
+    finally:
+        probe.close()
+
+
 def serve_metrics() -> int:
     """Exposition process, forked by the Dramatiq CLI (see ``SendCloudPrometheus.forks``)."""
     from worker.settings import Settings
@@ -222,9 +256,18 @@ def serve_metrics() -> int:
         socket_connect_timeout=2,
         retry=Retry(NoBackoff(), 1),
     )
-    server = make_server(
-        build_registry(client, namespace=NAMESPACE), HTTP_HOST, settings.metrics_port
-    )
+    try:
+        server = make_server(
+            build_registry(client, namespace=NAMESPACE), HTTP_HOST, settings.metrics_port
+        )
+    except OSError as exc:
+        # Taken since the workers' probe. Dramatiq does not watch its forks: stop the whole
+        # worker rather than let it run with nobody seeing its metrics.
+        log.error(
+            "metrics.port_in_use", port=settings.metrics_port, error=exc.strerror or str(exc)
+        )
+        os.kill(os.getppid(), signal.SIGTERM)
+        return 2
     log.info("metrics.serving", host=HTTP_HOST, port=settings.metrics_port, path="/metrics")
     try:
         server.serve_forever()

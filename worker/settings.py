@@ -45,6 +45,27 @@ def _namespace(env: Mapping[str, str]) -> str:
     return raw
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    url = (env.get("REDIS_URL") or "").strip() or "redis://127.0.0.1:6379/0"
+    if not url.startswith(REDIS_SCHEMES):
+        # redis-py would only say so when the first command runs, from deep in a stack.
+        raise ConfigurationError(
+            "REDIS_URL", f"must start with {', '.join(REDIS_SCHEMES)} (e.g. redis://host:6379/0)"
+        )
+    return url
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -171,7 +192,7 @@ class Settings:
             api_user=env.get("SENDCLOUD_API_USER", ""),
             api_key=env.get("SENDCLOUD_API_KEY", ""),
             sign_method=sign_method,
-            redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            redis_url=_redis_url(env),
             connect_timeout=_float(env, "SENDCLOUD_CONNECT_TIMEOUT", 5.0, minimum=0.001),
             read_timeout=_float(env, "SENDCLOUD_READ_TIMEOUT", 15.0, minimum=0.001),
             daily_limit_action=daily,
@@ -189,7 +210,7 @@ class Settings:
             poll_status=_poll_status(env),
             metrics_port=_int(env, "SENDCLOUD_METRICS_PORT", 9191),
             log_format=log_format,
-            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            log_level=_log_level(env),
             job_max_attempts=_int(env, "SENDCLOUD_JOB_MAX_ATTEMPTS", 8, minimum=1),
             retry_base_delay=_float(env, "SENDCLOUD_RETRY_BASE_DELAY", 5.0, minimum=0.001),
             retry_max_delay=_float(env, "SENDCLOUD_RETRY_MAX_DELAY", 600.0, minimum=0.001),

@@ -2,7 +2,9 @@
 
 Each command validates like the Python API (a bad field is one line naming the field and the
 rule), prints the job's idempotency key on stdout, and with ``--wait SECONDS`` waits for the
-worker's result and prints it as JSON. Repeating a command with the same ``--key`` is safe.
+worker's result and prints it as JSON; its exit status then tells the outcome (0 accepted,
+3 nothing went out, 4 needs review, 1 no result in time). Repeating a command with the same
+``--key`` is safe.
 """
 
 from __future__ import annotations
@@ -14,10 +16,24 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.cli import UsageError
+from worker.cli import (
+    EXIT_FAILED,
+    EXIT_NEEDS_REVIEW,
+    EXIT_NOT_SENT,
+    EXIT_OK,
+    EXIT_STATUSES,
+    UsageError,
+)
 from worker.cli.health import load_settings
 
 RESULT_POLL_S = 0.2
+
+# --wait: the exit status by the job's outcome (an unknown outcome is not called a success).
+OUTCOME_EXIT = {
+    "sent": EXIT_OK, "partial": EXIT_OK, "duplicate": EXIT_OK, "done": EXIT_OK,
+    "failed": EXIT_NOT_SENT, "expired": EXIT_NOT_SENT, "cancelled": EXIT_NOT_SENT,
+    "needs_review": EXIT_NEEDS_REVIEW,
+}  # fmt: skip
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -54,7 +70,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--wait",
         type=float,
         metavar="SECONDS",
-        help="wait up to SECONDS for the worker's result and print it as JSON",
+        help="wait up to SECONDS for the worker's result, print it as JSON, and exit by its "
+        "outcome (see exit status below)",
     )
 
 
@@ -83,7 +100,7 @@ def _wait(producer: Any, key: str, seconds: float) -> int:
         result = producer.get_result(key)
         if result is not None:
             print(json.dumps(result, ensure_ascii=False, sort_keys=True))
-            return 0
+            return OUTCOME_EXIT.get(str(result.get("outcome")), EXIT_NEEDS_REVIEW)
         if time.monotonic() >= deadline:
             record = producer.get_record(key) or {}
             state = record.get("state", "unknown")
@@ -92,7 +109,7 @@ def _wait(producer: Any, key: str, seconds: float) -> int:
                 "is a worker running?",
                 file=sys.stderr,
             )
-            return 1
+            return EXIT_FAILED
         time.sleep(RESULT_POLL_S)
 
 
@@ -180,8 +197,12 @@ def register(subparsers: Any) -> None:
 
 
 def _add_job_commands(kinds: Any) -> None:
-    sms = kinds.add_parser("sms", help="a template SMS to up to 2000 phones")
-    sms.add_argument("--template-id", type=int, required=True)
+    # Each job command documents the exit statuses its --wait gives.
+    epilog = {"epilog": EXIT_STATUSES, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    sms = kinds.add_parser("sms", help="a template SMS to up to 2000 phones", **epilog)
+    sms.add_argument(
+        "--template-id", type=int, required=True, help="the approved SMS template's id"
+    )
     sms.add_argument(
         "--phone", action="append", required=True, help="a phone, or several comma-separated"
     )
@@ -189,25 +210,36 @@ def _add_job_commands(kinds: Any) -> None:
         "--var", action="append", type=_pair, metavar="NAME=VALUE", help="template variable"
     )
     sms.add_argument("--msg-type", type=int, default=0, help="0 SMS (default), 1 MMS")
-    sms.add_argument("--tag", action="append", type=_pair, metavar="NAME=VALUE")
+    sms.add_argument(
+        "--tag", action="append", type=_pair, metavar="NAME=VALUE",
+        help="a tag SendCloud keeps with the request (repeatable)",
+    )
     _common(sms)
     sms.set_defaults(func=_sms)
 
-    code = kinds.add_parser("code", help="a verification code by SMS (never sent once expired)")
-    code.add_argument("--phone", required=True)
+    code = kinds.add_parser(
+        "code", help="a verification code by SMS (never sent once expired)", **epilog
+    )
+    code.add_argument("--phone", required=True, help="the mobile number (11 digits, or +86 ...)")
     code.add_argument("--code", required=True, help="4-6 digits")
     sign = code.add_mutually_exclusive_group(required=True)
-    sign.add_argument("--sign-id", type=int)
-    sign.add_argument("--sign-name")
+    sign.add_argument("--sign-id", type=int, help="the approved signature's id")
+    sign.add_argument("--sign-name", help="the approved signature's name")
     code.add_argument("--msg-type", type=int, default=0, help="0 mainland (default), 2 intl")
-    code.add_argument("--expires-in", type=float, metavar="SECONDS")
+    code.add_argument(
+        "--expires-in", type=float, metavar="SECONDS",
+        help="never send after this (default SENDCLOUD_CODE_EXPIRY, 600)",
+    )
     _common(code)
     code.set_defaults(func=_code)
 
-    voice = kinds.add_parser("voice", help="a verification code by voice call")
-    voice.add_argument("--phone", required=True)
+    voice = kinds.add_parser("voice", help="a verification code by voice call", **epilog)
+    voice.add_argument("--phone", required=True, help="the number to call")
     voice.add_argument("--code", required=True, help="4-6 digits")
-    voice.add_argument("--expires-in", type=float, metavar="SECONDS")
+    voice.add_argument(
+        "--expires-in", type=float, metavar="SECONDS",
+        help="never call after this (default SENDCLOUD_CODE_EXPIRY, 600)",
+    )
     _common(voice)
     voice.set_defaults(func=_voice)
 
@@ -218,7 +250,7 @@ def _add_job_commands(kinds: Any) -> None:
         ("update", "change members (addresses, names, variables)"),
         ("delete", "remove members from a list"),
     ):
-        sub = ops.add_parser(op, help=text)
+        sub = ops.add_parser(op, help=text, **epilog)
         sub.add_argument("--address", required=True, help="the address list's alias")
         sub.add_argument(
             "--member", action="append", required=True, help="an address, or comma-separated"
