@@ -1,16 +1,24 @@
-# The venv is rebuilt whenever pyproject.toml changes, so `make demo` and `make test`
-# work on a fresh machine with nothing but Python 3.11+.
+# The venv is rebuilt whenever pyproject.toml or the lock changes, so `make demo` and
+# `make test` work on a fresh machine with nothing but Python 3.11+. It installs the versions
+# pinned in docker/requirements.lock, the same the image runs: a test run never meets a
+# release nobody tested. `make lock` re-resolves them.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench chaos-full
+# `make up` runs the Procfile with the venv's commands first on PATH (honcho runs each entry
+# through /bin/sh, which knows nothing of the venv). ENV_FILE picks the settings.
+ENV_FILE ?= local.env
 
-$(STAMP): pyproject.toml
+.PHONY: demo test lint bench chaos-full up lock
+
+LOCK := docker/requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,3 +32,23 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+up: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -e $(ENV_FILE) start
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+chaos-full: $(STAMP)
+	$(BIN)/pytest tests/chaos --chaos-full
+
+# A fresh resolve of pyproject.toml's dependencies (runtime and dev) into the lock.
+lock:
+	rm -rf build/lock-venv
+	$(PY) -m venv build/lock-venv
+	build/lock-venv/bin/pip install --quiet --upgrade pip
+	build/lock-venv/bin/pip install --quiet '.[dev]'
+	head -3 $(LOCK) > $(LOCK).new
+	build/lock-venv/bin/pip freeze --exclude sendcloud-jobs | LC_ALL=C sort -f >> $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf build/lock-venv

@@ -272,6 +272,14 @@ class Simulator:
         with self._lock:
             return [dataclasses.replace(r) for r in self.email_status.records()]
 
+    def seed_address_list(self, address: str, name: str = "Simulator list", *,
+                          api_user: str | None = None) -> None:
+        """Create an address list owned by ``api_user`` (default: this simulator's apiUser),
+        through the same validation as ``addresslist/add``."""
+        with self._lock:
+            self.address_book.add_list({"address": address, "name": name},
+                                       api_user or self.api_user)
+
     @property
     def address_lists(self) -> dict[str, AddressListView]:
         """A snapshot of every address list and its members, by alias."""

@@ -35,6 +35,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault dice and ids")
     parser.add_argument("--template", action="append", default=[], metavar="ID[:TEXT]",
                         help="seed an approved SMS template (repeatable)")
+    parser.add_argument("--address-list", action="append", default=[], metavar="ALIAS[:NAME]",
+                        help="seed an address list owned by the apiUser (repeatable)")
     parser.set_defaults(func=run)
 
 
@@ -55,6 +57,7 @@ def _parse_template(spec: str) -> tuple[int, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     from simulator import Simulator
+    from simulator.protocol import ApiError
     from simulator.server import serve_in_thread
     from worker.logs import configure_logging
     from worker.settings import Settings
@@ -85,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
             sim.seed_template(template_id)
         else:
             sim.seed_template(template_id, text)
+    for spec in args.address_list:
+        alias, _, name = spec.partition(":")
+        try:
+            sim.seed_address_list(alias, name or "Simulator list")
+        except ApiError as exc:
+            raise UsageError(f"--address-list: {alias!r} refused ({exc})") from None
     if args.latency:
         sim.faults.set("*", latency=args.latency)
     try:
