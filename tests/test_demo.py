@@ -59,12 +59,59 @@ def test_demo_runs_without_a_redis_server() -> None:
     assert "embedded (fakeredis, in memory)" in out
 
 
-def test_demo_uses_redis_url_when_set(redis_url: str, redis_client: redis.Redis) -> None:
+def test_demo_never_uses_redis_url(redis_url: str, redis_client: redis.Redis) -> None:
+    """With a deployment's settings sourced, the demo still runs embedded: its jobs must never
+    reach queues that live workers serve."""
     env = {**os.environ, "REDIS_URL": redis_url, "COLUMNS": "120"}
 
     proc = run_demo(env)
 
     assert proc.returncode == 0, proc.stderr
-    assert redis_url in proc.stdout
-    kinds = {fields[b"kind"] for _, fields in redis_client.xrange(SMS_RESULTS_STREAM)}
-    assert kinds == {b"campaign", b"code", b"sms", b"voice_code"}
+    assert "embedded (fakeredis, in memory)" in proc.stdout
+    assert redis_client.dbsize() == 0
+
+
+def test_demo_on_an_explicit_redis_leaves_nothing_behind(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    env = {**os.environ, "COLUMNS": "120"}
+    env.pop("REDIS_URL", None)
+    watcher = redis_client.pubsub()  # sees every key the demo writes, via keyspace events
+    redis_client.config_set("notify-keyspace-events", "KEA")
+    watcher.psubscribe("__keyspace@0__:*")
+
+    proc = subprocess.run(
+        [CLI, "demo", "--redis-url", redis_url], env=env, capture_output=True, text=True,
+        timeout=120, cwd="/",
+    )  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr
+    assert rows(proc.stdout)[("sms", "code", "sent")] == 2
+    assert "removed the" in proc.stdout
+    touched = set()
+    while (event := watcher.get_message(timeout=0.5)) is not None:
+        if event["type"] == "pmessage":
+            touched.add(event["channel"].decode().split(":", 1)[1])
+    watcher.close()
+    redis_client.config_set("notify-keyspace-events", "")
+    queues = {k for k in touched if k.startswith("dramatiq:")}
+    assert queues == set(), f"the demo used the workers' queues: {sorted(queues)}"
+    assert any(k.startswith("sendcloud-demo-") for k in touched)
+    assert redis_client.dbsize() == 0
+
+
+def test_demo_refuses_a_database_with_sendcloud_data(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    redis_client.xadd(SMS_RESULTS_STREAM, {"kind": "sms", "outcome": "sent"})
+    env = {**os.environ, "COLUMNS": "120"}
+
+    proc = subprocess.run(
+        [CLI, "demo", "--redis-url", redis_url], env=env, capture_output=True, text=True,
+        timeout=60, cwd="/",
+    )  # fmt: skip
+
+    assert proc.returncode == 1
+    assert "holds sendcloud-jobs data (1 keys)" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert redis_client.xlen(SMS_RESULTS_STREAM) == 1

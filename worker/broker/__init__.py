@@ -34,6 +34,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import CurrentMessage, Middleware, TimeLimit
 
+from producers.producer import BROKER_NAMESPACE
 from worker.broker.dead_letters import DeadLetterReasons
 from worker.broker.job_context import JobContext
 from worker.broker.retries import ReconciledRetries
@@ -85,8 +86,13 @@ def make_broker(
     *,
     redis_client: redis.Redis | None = None,
     settings: Settings | None = None,
+    namespace: str = BROKER_NAMESPACE,
 ) -> RedisBroker:
-    """A RedisBroker on ``redis_client`` if given, else on ``redis_url``."""
+    """A RedisBroker on ``redis_client`` if given, else on ``redis_url``.
+
+    ``namespace`` prefixes the queues' keys: workers serve ``dramatiq`` only, so a broker in
+    another namespace (the demo's) is served by no deployed worker.
+    """
     if redis_client is None and not redis_url:
         raise ValueError("make_broker needs a redis_url or a redis_client")
     settings = settings or Settings.from_env()
@@ -96,4 +102,5 @@ def make_broker(
         middleware=broker_middleware(settings),
         heartbeat_timeout=int(settings.broker_heartbeat_timeout * 1000),
         maintenance_chance=settings.broker_maintenance_chance,
+        namespace=namespace,
     )

@@ -1,13 +1,14 @@
 """``sendcloud-jobs demo``: the whole pipeline in one process, no Redis server or account needed.
 
-See :mod:`worker.cli.demo_scenario` for what runs. With ``REDIS_URL`` set the demo uses that
-Redis (point it at a scratch database: demo records are written to its result streams).
+See worker/cli/demo_scenario.py for what runs. It never uses ``REDIS_URL``: demo jobs on a
+deployment's queues would be sent by its workers. ``--redis-url URL`` runs it on a real Redis
+database that holds no sendcloud-jobs data, in queues no worker serves, and removes what it
+wrote at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from rich.console import Console
@@ -60,6 +61,8 @@ def facts_table(result: Any) -> Table:
     table.add_row("expired code", "never sent: it waited in the queue past its expiry")
     table.add_row("emailStatus", result.poll_note)
     table.add_row("broker", result.broker)
+    if result.removed_keys:
+        table.add_row("cleaned up", f"removed the {result.removed_keys} keys the demo wrote")
     table.add_row("took", f"{result.elapsed:.1f} s")
     return table
 
@@ -74,7 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
         "every job ends as one record on a Redis result stream.\n"
     )
     try:
-        result = Demo(console, redis_url=os.environ.get("REDIS_URL") or None).run()
+        result = Demo(console, redis_url=args.redis_url).run()
     except DemoError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         return 1
@@ -94,5 +97,11 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run the whole pipeline in-process against the simulator (no Redis needed)",
         description=__doc__,
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="run on this Redis instead of the embedded one: a database with no sendcloud-jobs "
+        "data (REDIS_URL is never used, so a deployment's workers never see demo jobs)",
     )
     parser.set_defaults(func=_demo)

@@ -3,7 +3,11 @@
 What runs is the production code path, with two stand-ins:
 
 - the broker is Dramatiq's real ``RedisBroker`` (same Lua scripts, same keys) on an in-memory
-  fakeredis server, unless ``REDIS_URL`` is set, in which case that Redis is used;
+  fakeredis server. ``REDIS_URL`` is ignored: demo jobs on a deployment's queues would be sent
+  by its workers, through its SendCloud account. Only an explicit ``--redis-url`` runs the demo
+  on a real Redis, and then only on a database that holds no sendcloud-jobs data, with its
+  queues in a Dramatiq namespace of its own (``sendcloud-demo-<run>``) that no worker serves;
+  everything it wrote there is removed at the end;
 - SendCloud is the bundled simulator, called in process through its httpx transport.
 
 Workers are ``dramatiq.Worker`` threads running the real actors. The demo enqueues a small
@@ -32,7 +36,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from producers import Producer, start_campaign
 from producers.campaign_report import CampaignStatus, campaign_status
-from producers.contract import EMAIL_STATUS_STREAM, MEMBERS_RESULTS_STREAM, SMS_RESULTS_STREAM
+from producers.contract import (
+    EMAIL_STATUS_STREAM,
+    KEY_PREFIX,
+    MEMBERS_RESULTS_STREAM,
+    SMS_RESULTS_STREAM,
+)
 from producers.results import decode_fields
 from simulator import Simulator
 from worker.broker import make_broker
@@ -92,6 +101,7 @@ class DemoResult:
     poll_note: str
     elapsed: float
     keys: dict[str, str] = field(default_factory=dict)
+    removed_keys: int = 0  # on a real Redis: what the demo wrote there and then removed
 
 
 def demo_settings(redis_url: str) -> Settings:
@@ -116,6 +126,13 @@ def connect(redis_url: str | None) -> tuple[redis.Redis, str]:
         client.ping()
         from worker.cli.health import display_url
 
+        held = sum(1 for _ in client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+        if held:
+            client.close()
+            raise DemoError(
+                f"{display_url(redis_url)} holds sendcloud-jobs data ({held} keys): the demo "
+                "needs a database of its own, e.g. the same server with /15 at the end"
+            )
         return client, display_url(redis_url)
     import fakeredis
 
@@ -169,7 +186,8 @@ class Demo:
         sim.advance_email_status(count=20, status=1)
         sim.advance_email_status(count=3, status=4, sub_status=406)
         tips = {name: _stream_tip(client, stream) for name, stream in STREAMS.items()}
-        broker = make_broker(None, redis_client=client, settings=settings)
+        namespace = f"sendcloud-demo-{self.run_id}"
+        broker = make_broker(None, redis_client=client, settings=settings, namespace=namespace)
         transport = LoseFirstReply(sim.transport(), SEND_PATH)
         runtime = Runtime(settings, client, lambda: SendCloudClient(settings, transport=transport))
         declare_job_actors(broker, runtime)
@@ -181,18 +199,32 @@ class Demo:
                     progress, sim, settings, broker, producer, poll_actor, client
                 )
             status = campaign_status(campaign_id, producer=producer)
+            streams = {name: _count_since(client, STREAMS[name], tip) for name, tip in tips.items()}
         finally:
             producer.close()
             broker.close()
+            removed = self._clean_up(client, namespace) if self.redis_url else 0
         return DemoResult(
             broker=where,
-            streams={name: _count_since(client, STREAMS[name], tip) for name, tip in tips.items()},
+            streams=streams,
             campaign=status,
             simulator_sms=len(sim.ledger),
             poll_note=poll_note,
             elapsed=time.monotonic() - started,
             keys=keys,
+            removed_keys=removed,
         )
+
+    @staticmethod
+    def _clean_up(client: redis.Redis, namespace: str) -> int:
+        """Remove what the demo wrote: its queues, and the sendcloud keys of a database that
+        held none when it began (``connect`` checked)."""
+        removed = 0
+        for pattern in (f"{namespace}:*", f"{KEY_PREFIX}*"):
+            batch = list(client.scan_iter(match=pattern, count=1000))
+            for start in range(0, len(batch), 500):
+                removed += int(client.unlink(*batch[start : start + 500]))
+        return removed
 
     @contextmanager
     def _progress(self) -> Iterator[Progress]:
