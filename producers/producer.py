@@ -45,7 +45,14 @@ from producers.contract import (
     VoiceCodeJob,
 )
 from producers.errors import ProducerValidationError
-from producers.idempotency import DEFAULT_TTL, IdempotencyStore, job_copy, payload_hash
+from producers.idempotency import (
+    DEFAULT_TTL,
+    IdempotencyStore,
+    job_copy,
+    payload_hash,
+    record_key,
+)
+from producers.results import job_status, shape_record
 
 log = logging.getLogger("sendcloud.producers")
 
@@ -314,13 +321,21 @@ class Producer:
     # -- results ---------------------------------------------------------------------------
 
     def get_result(self, key: str) -> dict[str, Any] | None:
-        """The worker's final result for ``key`` (a job or a ``<key>:part<i>``), else None."""
+        """The worker's final record for ``key`` (a job or a ``<key>:part<i>``), else None.
+
+        The same dict, field for field and type for type, as that job's entry read from its
+        result stream with :class:`~producers.ResultReader`: fields and types in
+        :mod:`producers.results`.
+        """
         result = self.store.get_result(_lookup_key(key))
-        return result if isinstance(result, dict) else None
+        return shape_record(result) if isinstance(result, dict) else None
 
     def get_record(self, key: str) -> dict[str, Any] | None:
-        """The whole idempotency record (state, timestamps, result) for ``key``, else None."""
-        return self.store.get(_lookup_key(key))
+        """What is known about job ``key``: state, attempts, times and its final record (the
+        fields of :data:`producers.results.JOB_STATUS_FIELDS`, what ``sendcloud-jobs results
+        get`` prints), else None. The record's internal bookkeeping is left out."""
+        lookup = _lookup_key(key)
+        return job_status(lookup, self.redis.hgetall(record_key(lookup)))
 
     # -- internals -------------------------------------------------------------------------
 

@@ -106,7 +106,7 @@ def test_campaign_survives_faults_and_a_killed_worker(
     assert len(chunk_records) == 25
     [finished] = [r for r in records if r["outcome"] == "campaign_finished"]
     assert (finished["accepted"], finished["invalid"], finished["duplicates"]) == (
-        "50000", "2", "10")
+        50000, 2, 10)
     assert records.index(finished) > max(records.index(r) for r in chunk_records)
 
     out = io.StringIO()

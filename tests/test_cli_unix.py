@@ -102,3 +102,12 @@ def test_wait_exits_by_outcome(outcome: str, status: int) -> None:
 def test_wait_without_a_result_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert _wait(FakeProducer(None), "k", 0) == 1
     assert "no result for k after 0 s (state: queued)" in capsys.readouterr().err
+
+
+def test_tail_of_a_stream_that_does_not_exist_says_so(redis_url: str) -> None:
+    for stream in ("nosuch", "sms"):
+        proc = run({"REDIS_URL": redis_url}, f"{CLI} results tail --stream {stream}")
+
+        assert proc.returncode == 2
+        assert proc.stderr.startswith("sendcloud-jobs: error: --stream: no stream ")
+        assert "check REDIS_URL" in proc.stderr

@@ -150,7 +150,7 @@ def test_finish_writes_state_result_and_exactly_one_stream_entry(
     assert json.loads(stored["result"])["sms_ids"] == ["a$1"]
     [fields] = stream_records(redis_client, SMS_RESULTS_STREAM)
     assert fields == {"key": "k1", "kind": "code", "outcome": "sent", "sms_ids": ["a$1"],
-                      "attempts": "1"}
+                      "attempts": 1}
     assert IdempotencyStore(redis_client).get_result("k1")["outcome"] == "sent"
 
 

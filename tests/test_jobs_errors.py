@@ -85,8 +85,8 @@ def only_record(stack: Stack, key: str) -> dict[str, Any]:
 def test_success_writes_sent_with_sms_ids_and_one_ledger_entry(stack: Stack) -> None:
     assert run(stack, CODE, code("c1", mainland(1))) == "sent"
     record = only_record(stack, "c1")
-    assert record["kind"] == "code" and record["status_code"] == "200"
-    assert record["attempts"] == "1"
+    assert record["kind"] == "code" and record["status_code"] == 200
+    assert record["attempts"] == 1
     assert record["finished_at"] == "2024-11-22T10:00:00+00:00"
     [recipient] = record["recipients"]
     assert recipient["phone"] == mainland(1) and recipient["outcome"] == "sent"
@@ -110,7 +110,7 @@ def test_partial_success_records_each_recipient_and_resends_nothing(stack: Stack
     phones = [mainland(1), "12345", mainland(2)]
     assert run(stack, SMS, sms("s1", phones)) == "partial"
     record = only_record(stack, "s1")
-    assert record["status_code"] == "311" and len(record["sms_ids"]) == 2
+    assert record["status_code"] == 311 and len(record["sms_ids"]) == 2
     by_phone = {r["phone"]: r for r in record["recipients"]}
     assert by_phone["12345"]["outcome"] == "failed"
     assert by_phone["12345"]["message"] == "手机号格式错误"
@@ -126,7 +126,7 @@ def test_all_recipients_refused_fails_with_a_reason_per_phone(stack: Stack) -> N
         run(stack, SMS, sms("s1", ["12345", "67890"]))
     assert caught.value.status_code == 312
     record = only_record(stack, "s1")
-    assert record["outcome"] == "failed" and record["status_code"] == "312"
+    assert record["outcome"] == "failed" and record["status_code"] == 312
     assert [r["message"] for r in record["recipients"]] == ["手机号格式错误"] * 2
     assert stack.redis.hget("sendcloud:idem:s1", "state") == b"failed"
 
@@ -136,7 +136,7 @@ def test_permanent_error_fails_at_once(stack: Stack) -> None:
     with pytest.raises(PermanentJobFailure):
         run(stack, SMS, payload)
     record = only_record(stack, "s1")
-    assert (record["outcome"], record["status_code"], record["attempts"]) == ("failed", "431", "1")
+    assert (record["outcome"], record["status_code"], record["attempts"]) == ("failed", 431, 1)
     assert record["message"]
     assert stack.sim.ledger.entries() == []
 
@@ -166,7 +166,7 @@ def test_daily_limit_fails_when_configured_to(stack_factory: Any) -> None:
     run(stack, CODE, code("c1", mainland(1)))
     with pytest.raises(PermanentJobFailure):
         run(stack, CODE, code("c2", mainland(1)))
-    assert only_record(stack, "c2")["status_code"] == "498"
+    assert only_record(stack, "c2")["status_code"] == 498
 
 
 def test_a_code_that_would_retry_after_its_expiry_ends_expired(stack: Stack) -> None:
@@ -174,7 +174,7 @@ def test_a_code_that_would_retry_after_its_expiry_ends_expired(stack: Stack) -> 
     run(stack, CODE, code("c1", mainland(1)))
     assert run(stack, CODE, code("c2", mainland(1), expires_at=T0 + 30)) == "expired"
     record = only_record(stack, "c2")
-    assert record["status_code"] == "496" and record["recipients"][0]["outcome"] == "expired"
+    assert record["status_code"] == 496 and record["recipients"][0]["outcome"] == "expired"
 
 
 def test_a_code_past_its_expiry_is_never_sent(stack: Stack, clock: Clock) -> None:
@@ -199,7 +199,7 @@ def test_no_balance_pauses_the_account_with_one_alert_and_keeps_the_jobs(
         assert (pause - 1) * 1000 <= delay <= (pause + 1) * 1000
     alerts = [r for r in stack.records() if r["kind"] == "alert"]
     assert len(alerts) == 1
-    assert alerts[0]["outcome"] == "paused" and alerts[0]["status_code"] == "499"
+    assert alerts[0]["outcome"] == "paused" and alerts[0]["status_code"] == 499
     assert alerts[0]["key"] == "sendcloud:pause:sim_sms_user"
     assert stack.job_records() == []
     # The pause costs no attempts.
@@ -208,7 +208,7 @@ def test_no_balance_pauses_the_account_with_one_alert_and_keeps_the_jobs(
 
     stack.runner.pause.lift()
     assert run(stack, CODE, code("c1", mainland(1)), "m2") == "sent"
-    assert only_record(stack, "c1")["attempts"] == "1"
+    assert only_record(stack, "c1")["attempts"] == 1
 
 
 def test_a_duplicate_reply_with_nothing_possibly_sent_needs_review(stack: Stack) -> None:
@@ -219,7 +219,7 @@ def test_a_duplicate_reply_with_nothing_possibly_sent_needs_review(stack: Stack)
                                      send_request_id=request_id(stack.redis, key))
     assert run(stack, CODE, code(key, mainland(1))) == "needs_review"
     record = only_record(stack, key)
-    assert record["status_code"] == "400" and "duplicate request" in record["message"]
+    assert record["status_code"] == 400 and "duplicate request" in record["message"]
     assert len(stack.sim.ledger.entries()) == 1
 
 
@@ -262,7 +262,7 @@ def test_transient_errors_retry_then_fail_without_dead_lettering(stack_factory: 
     assert 0 < delay <= stack.settings.retry_max_delay * 1000 + 1
     assert run(stack, CODE, code("c1", mainland(1))) == "failed"  # no PermanentJobFailure
     record = only_record(stack, "c1")
-    assert record["status_code"] == "501" and "gave up after 2 attempts" in record["message"]
+    assert record["status_code"] == 501 and "gave up after 2 attempts" in record["message"]
 
 
 def crash_mid_call(stack: Stack, key: str, at: float) -> None:
@@ -329,7 +329,7 @@ def test_a_deferral_that_cannot_fit_in_the_window_needs_review(
     crash_mid_call(stack, "s1", T0)
     clock.now = T0 + 3600 - stack.settings.dedup_safety_margin - 30  # 30 s left < 60 s
     assert run(stack, SMS, sms("s1", [mainland(1)])) == "needs_review"
-    assert only_record(stack, "s1")["status_code"] == "496"
+    assert only_record(stack, "s1")["status_code"] == 496
 
 
 def test_members_add_update_delete(stack: Stack) -> None:
@@ -346,8 +346,8 @@ def test_members_add_update_delete(stack: Stack) -> None:
     delete = base | {"key": "d1", "op": "delete", "members": ["b@example.com"]}
     assert run(stack, MEMBERS, delete) == "done"
     records = {r["key"]: r for r in stack.job_records("sendcloud:results:members")}
-    assert records["a1"]["kind"] == "members_add" and records["a1"]["count"] == "2"
-    assert records["u1"]["count"] == "1" and records["d1"]["count"] == "1"
+    assert records["a1"]["kind"] == "members_add" and records["a1"]["count"] == 2
+    assert records["u1"]["count"] == 1 and records["d1"]["count"] == 1
     members = stack.sim.address_lists["news@lists.example.com"].members
     assert [m.member for m in members] == ["c@example.com"]
     assert stack.redis.xlen(SMS_RESULTS_STREAM) == 0

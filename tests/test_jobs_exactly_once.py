@@ -95,7 +95,7 @@ def test_the_same_job_delivered_twice_at_once_runs_once(stacks: Any) -> None:
     assert_exactly_once(stack, {"dup-1": [mainland(1)]})
     events = [e["event"] for e in logs]
     assert "job.busy" in events and "job.replayed" in events
-    assert stack.job_records()[0]["attempts"] == "1"
+    assert stack.job_records()[0]["attempts"] == 1
 
 
 def test_permanent_errors_are_dead_lettered_with_their_reason_and_exhausted_ones_are_not(
@@ -108,8 +108,8 @@ def test_permanent_errors_are_dead_lettered_with_their_reason_and_exhausted_ones
     with stack.running():
         records = {r["key"]: r for r in stack.wait_for_records([bad, flaky], deadline=30)}
         drain(stack)
-    assert (records[bad]["outcome"], records[bad]["status_code"]) == ("failed", "431")
-    assert (records[flaky]["outcome"], records[flaky]["status_code"]) == ("failed", "501")
+    assert (records[bad]["outcome"], records[bad]["status_code"]) == ("failed", 431)
+    assert (records[flaky]["outcome"], records[flaky]["status_code"]) == ("failed", 501)
     [letter] = list_dead_letters(stack.redis, queue=SMS_QUEUE)
     assert letter.key == bad
     assert "PermanentJobFailure" in letter.reason and "431" in letter.reason

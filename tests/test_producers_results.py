@@ -1,4 +1,5 @@
-"""ResultReader over a real Redis stream, with and without a consumer group."""
+"""ResultReader over a real Redis stream, with and without a consumer group, and the
+documented shape of each record kind it returns."""
 
 from __future__ import annotations
 
@@ -6,12 +7,22 @@ import json
 
 import pytest
 import redis
+from dramatiq.brokers.stub import StubBroker
 
-from producers import MEMBERS_RESULTS_STREAM, SMS_RESULTS_STREAM, ResultReader, ResultRecord
+from producers import (
+    EMAIL_STATUS_STREAM,
+    MEMBERS_RESULTS_STREAM,
+    SMS_RESULTS_STREAM,
+    Producer,
+    ResultReader,
+    ResultRecord,
+)
+from producers.results import StreamNotFound
+from worker.jobs.results import create_result_streams
 
 
 def add_result(client: redis.Redis, stream: str, key: str, **extra: str) -> str:
-    """An entry as workers write it: scalars as text, lists and dicts as JSON text."""
+    """An entry of no known kind (no ``kind``): every field kept, JSON text decoded."""
     fields = {
         "key": key,
         "outcome": "partial",
@@ -59,6 +70,7 @@ def test_reader_respects_count_and_start(redis_client: redis.Redis) -> None:
 def test_group_reader_shares_work_and_tracks_acknowledgements(
     redis_client: redis.Redis,
 ) -> None:
+    create_result_streams(redis_client)
     a = ResultReader(redis_client, group="billing", consumer="a")
     b = ResultReader(redis_client, group="billing", consumer="b")
     assert a.ensure_group() is True
@@ -82,7 +94,12 @@ def test_group_reader_creates_a_missing_group_on_first_read(
 ) -> None:
     reader = ResultReader(redis_client, group="audit")
     assert reader.consumer  # a host-pid name by default
-    assert reader.read() == []  # stream and group created, starting at the beginning
+    with pytest.raises(StreamNotFound):  # no worker ever started on this Redis
+        reader.read()
+    assert not redis_client.exists(SMS_RESULTS_STREAM)
+    create_result_streams(redis_client)  # as a worker does at start
+    assert create_result_streams(redis_client) == 0  # and never again over existing streams
+    assert reader.read() == []  # group created, starting at the beginning
     entry = add_result(redis_client, SMS_RESULTS_STREAM, "k1")
     assert [r.id for r in reader.read()] == [entry]
 
@@ -104,3 +121,89 @@ def test_consumer_without_group_is_refused(redis_client: redis.Redis) -> None:
         ResultReader(redis_client, consumer="c")
     with pytest.raises(ValueError, match="no group"):
         ResultReader(redis_client).ack(["1-0"])
+
+
+# -- the documented shape of each record kind -------------------------------------------------
+
+
+def read_one(client: redis.Redis, stream: str, fields: dict[str, str]) -> dict[str, object]:
+    client.xadd(stream, fields)  # type: ignore[arg-type]
+    (record,) = ResultReader(client, stream).read()
+    return record.fields
+
+
+def test_an_sms_entry_reads_typed_and_without_undocumented_fields(
+    redis_client: redis.Redis,
+) -> None:
+    fields = read_one(redis_client, SMS_RESULTS_STREAM, {
+        "key": "campaign:c:2", "kind": "sms", "outcome": "needs_review", "status_code": "",
+        "message": "check", "sms_ids": "[]",
+        "recipients": '[{"phone":"13800000000","outcome":"needs_review","sms_id":null,'
+                      '"status_code":null,"message":""}]',
+        "attempts": "3", "finished_at": "2024-11-22T10:00:00+00:00", "campaign_id": "c",
+        "chunk_index": "2", "owner": "m1:3", "lease_until": "1732269600.000000",
+    })  # fmt: skip
+    assert fields == {
+        "key": "campaign:c:2", "kind": "sms", "outcome": "needs_review", "status_code": None,
+        "message": "check", "sms_ids": [],
+        "recipients": [{"phone": "13800000000", "outcome": "needs_review", "sms_id": None,
+                        "status_code": None, "message": ""}],
+        "attempts": 3, "finished_at": "2024-11-22T10:00:00+00:00", "campaign_id": "c",
+        "chunk_index": 2,
+    }  # fmt: skip
+
+
+def test_a_members_entry_reads_typed(redis_client: redis.Redis) -> None:
+    fields = read_one(redis_client, MEMBERS_RESULTS_STREAM, {
+        "key": "m:part0", "kind": "members_add", "outcome": "done", "status_code": "200",
+        "message": "", "count": "2", "invalid": '[{"address":"x","reason":"bad"}]',
+        "attempts": "1", "finished_at": "2024-11-22T10:00:00+00:00", "part": "0", "parts": "2",
+    })  # fmt: skip
+    assert (fields["status_code"], fields["count"], fields["part"], fields["parts"]) == (
+        200, 2, 0, 2)
+    assert fields["invalid"] == [{"address": "x", "reason": "bad"}]
+
+
+def test_an_older_campaign_finished_entry_reads_with_an_iso_finished_at(
+    redis_client: redis.Redis,
+) -> None:
+    fields = read_one(redis_client, SMS_RESULTS_STREAM, {
+        "key": "campaign:c", "kind": "campaign", "outcome": "campaign_finished",
+        "campaign_id": "c", "input": "5", "valid": "4", "invalid": "1", "duplicates": "0",
+        "chunks": "1", "accepted": "4", "failed": "0", "cancelled": "0", "needs_review": "0",
+        "cancel_requested": "1", "finished_at": "1732269600.500000",
+    })  # fmt: skip
+    assert fields["finished_at"] == "2024-11-22T10:00:00.500000+00:00"
+    assert (fields["input"], fields["accepted"], fields["cancel_requested"]) == (5, 4, True)
+
+
+def test_email_status_entries_keep_their_text_and_a_gap_counts_days(
+    redis_client: redis.Redis,
+) -> None:
+    status = {"event": "status", "email_id": "e1", "recipient": "a@example.com",
+              "api_user": "u", "status": "invalid", "status_raw": "无效邮件", "sub_status": "406",
+              "sub_status_desc": "invalid email - address does not exist", "send_log": "",
+              "request_time": "2024-11-22T18:00:00+08:00",
+              "modified_time": "2024-11-22T18:00:05+08:00",
+              "polled_at": "2024-11-22T18:10:00+08:00"}
+    assert read_one(redis_client, EMAIL_STATUS_STREAM, status) == status
+    gap = read_one(redis_client, "sendcloud:results:gaps", {
+        "event": "gap", "gap_start": "2024-10-01", "gap_end": "2024-10-03", "gap_days": "3",
+        "cursor": "", "reason": "older than 30 days", "polled_at": "2024-11-22T18:10:00+08:00",
+    })  # fmt: skip
+    assert gap["gap_days"] == 3 and gap["cursor"] == ""
+
+
+def test_get_result_shapes_a_stored_result_like_the_stream(redis_client: redis.Redis) -> None:
+    """A result stored with text where numbers belong (or extra fields) is read documented."""
+    stored = {"key": "k1", "kind": "code", "outcome": "sent", "status_code": "200",
+              "message": "", "sms_ids": ["a$1"], "recipients": [], "attempts": "1",
+              "finished_at": 1732269600, "debug": "x"}
+    redis_client.hset("sendcloud:idem:k1", mapping={"state": "done",
+                                                    "result": json.dumps(stored)})
+    producer = Producer(redis=redis_client, broker=StubBroker())
+    assert producer.get_result("k1") == {
+        "key": "k1", "kind": "code", "outcome": "sent", "status_code": 200, "message": "",
+        "sms_ids": ["a$1"], "recipients": [], "attempts": 1,
+        "finished_at": "2024-11-22T10:00:00+00:00",
+    }  # fmt: skip

@@ -19,6 +19,7 @@ from worker.broker import make_broker
 from worker.broker.redis_checks import inspect
 from worker.email_status.actor import declare_poll_actor
 from worker.jobs import declare_job_actors
+from worker.jobs.results import create_result_streams
 from worker.logs import configure_logging
 from worker.metrics import MetricsPortInUse
 from worker.runtime import Runtime
@@ -56,6 +57,7 @@ def _check_redis() -> None:
     log = structlog.get_logger("worker.app")
     try:
         report = inspect(runtime.redis)
+        create_result_streams(runtime.redis)
     except redis.RedisError as exc:  # the worker waits for Redis like any consumer
         log.warning("redis.setup_unchecked", error=type(exc).__name__)
         return

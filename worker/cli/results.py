@@ -5,7 +5,9 @@ and with ``--follow`` keeps printing new ones. With ``--group`` it reads as a co
 consumer group (created at the start of the stream if missing), as an app would; ``--ack``
 then acknowledges what it printed, so use a group of your own unless you mean to consume.
 
-``results get KEY`` prints what is known about one job: its idempotency record and result.
+``results get KEY`` prints what is known about one job as one JSON object: key, kind, state,
+attempts, its times (ISO 8601 UTC), last error, sendRequestId and its final record (``result``,
+null until the job ends); the fields are listed in ``producers.results.JOB_STATUS_FIELDS``.
 """
 
 from __future__ import annotations
@@ -129,11 +131,22 @@ def _tail(args: argparse.Namespace) -> int:
         raise UsageError("--ack: needs --group")
     if args.count < 0:
         raise UsageError("--count: must be 0 or more")
-    client = connect_redis(load_settings())
+    settings = load_settings()
+    client = connect_redis(settings)
+    stream = stream_name(args.stream)
+    if not client.exists(stream):
+        client.close()
+        from worker.cli.health import display_url
+
+        known = ", ".join(STREAMS)
+        raise UsageError(
+            f"--stream: no stream {stream!r} in {display_url(settings.redis_url)} (workers "
+            f"create {known} when they start; check REDIS_URL)"
+        )
     try:
         tail(
             client,
-            stream_name(args.stream),
+            stream,
             count=args.count,
             follow=args.follow,
             group=args.group,
@@ -147,17 +160,19 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    """Print :meth:`producers.Producer.get_record`: the fields of
+    :data:`producers.results.JOB_STATUS_FIELDS`, in that order, never the internal hash."""
     from producers import Producer
 
     producer = Producer(redis_url=load_settings().redis_url)
     try:
-        record = producer.get_record(args.key)
+        status = producer.get_record(args.key)
     finally:
         producer.close()
-    if record is None:
+    if status is None:
         print(f"sendcloud-jobs: no job with key {args.key!r} (unknown or expired)", file=sys.stderr)
         return 1
-    print(json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True))
+    print(json.dumps(status, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -185,6 +200,6 @@ def register(subparsers: Any) -> None:
     tail_parser.add_argument("--json", action="store_true", help="one JSON object per line")
     tail_parser.set_defaults(func=_tail)
 
-    get_parser = commands.add_parser("get", help="one job's idempotency record and result")
+    get_parser = commands.add_parser("get", help="one job's state, attempts and result (JSON)")
     get_parser.add_argument("key", help="the idempotency key enqueue printed")
     get_parser.set_defaults(func=_get)

@@ -27,7 +27,10 @@ Completion: when ``chunks_done`` reaches the sealed chunk count, the same script
 ``campaign_finished`` record (guarded by the ``finished_at`` field; Redis runs scripts one at a
 time, so two chunks finishing together cannot both see the last count). If the workers finish
 every chunk before the producer has sealed the totals, the producer's seal script emits it
-instead (:data:`producers.campaign.COMPLETE_LUA` is shared by both).
+instead (:data:`producers.campaign.COMPLETE_LUA` is shared by both). The record's fields and
+types are in :data:`producers.results.CAMPAIGN_FINISHED_FIELDS`: the totals and counters as
+numbers, ``cancel_requested`` as ``1``/``0`` (a boolean once read), ``finished_at`` as ISO 8601
+UTC (the campaign hash keeps it in epoch seconds).
 
 Cancellation: :func:`cancel_requested` is checked after a chunk is claimed and before it is sent.
 A chunk whose earlier attempt may have reached SendCloud (``uncertain_since``) is not cancelled:

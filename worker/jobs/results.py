@@ -1,47 +1,18 @@
-"""The final result record of each job, and the alert record of an account pause.
+"""Building the final result record of each job, and the alert record of an account pause.
 
 Every job ends with exactly one final record, appended to a Redis stream in the same Lua script
 that sets the job's final state (:meth:`worker.jobs.idempotency.JobLedger.finish`); the same record,
-as JSON, is the ``result`` field of the job's idempotency record. Fields are flat: scalars as
-text, lists as JSON text, an absent value as ``""``. No field ever holds a secret.
+as JSON, is the ``result`` field of the job's idempotency record.
 
-``sendcloud:results:sms`` (SMS, verification codes, voice codes, alerts)
+The fields and their types are documented once, in :mod:`producers.results`
+(:data:`~producers.results.RECORD_FIELDS`), which every reader applies. The builders here make
+records in that shape: ints as ints (``status_code`` None when no reply came), lists as lists,
+times as ISO 8601 UTC text (:func:`iso`). :func:`flatten` turns one into stream fields: lists and
+dicts as JSON text, booleans as ``1``/``0``, None as ``""``, the rest as text. No field ever
+holds a secret or the job's internal bookkeeping.
 
-==============  ===========================================================================
-key             the job's idempotency key
-kind            ``sms`` | ``code`` | ``voice_code`` | ``alert``
-outcome         ``sent`` | ``partial`` | ``duplicate`` | ``failed`` | ``expired`` |
-                ``needs_review`` (an alert: ``paused``)
-status_code     SendCloud's statusCode of the deciding reply; ``""`` when none came
-message         SendCloud's message, or why the job ended without a reply
-sms_ids         JSON list of the smsIds SendCloud returned
-recipients      JSON list, one per phone: ``{phone, outcome, sms_id, status_code, message}``;
-                ``outcome`` is ``sent`` | ``failed`` | ``duplicate`` | ``expired`` |
-                ``needs_review`` | ``cancelled``; in a 311 partial success each refused
-                phone carries SendCloud's own reason in ``message``
-attempts        how many attempts claimed the job
-finished_at     ISO 8601 UTC, e.g. ``2024-11-22T19:30:00.123456+00:00``
-campaign_id     only for a campaign chunk, with ``chunk_index``
-==============  ===========================================================================
-
-An alert (``kind=alert``, ``outcome=paused``) is written once per pause of the account after a
-499 (insufficient balance); its ``key`` is the pause key ``sendcloud:pause:<smsUser>``, and it
-adds ``account`` (the smsUser) and ``paused_seconds``.
-
-``sendcloud:results:members``
-
-==============  ===========================================================================
-key             the job's idempotency key (``<key>:part<i>`` for one part of a split call)
-kind            ``members_add`` | ``members_update`` | ``members_delete``
-outcome         ``done`` | ``failed``
-status_code     SendCloud's statusCode, ``""`` when none came
-message         SendCloud's message, or why the job ended without a reply
-count           members SendCloud added, updated or deleted
-invalid         JSON list of ``{address, reason}`` SendCloud refused
-part, parts     this request's index and the number of requests, when a call was split
-attempts        how many attempts claimed the job
-finished_at     ISO 8601 UTC
-==============  ===========================================================================
+The ``campaign_finished`` record is written by Lua (:data:`producers.campaign.COMPLETE_LUA`),
+in the same shape.
 """
 
 from __future__ import annotations
@@ -49,9 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
+from producers.contract import RESULT_STREAMS
+from producers.results import iso_utc
 from worker.sendcloud.errors import RecipientsRejectedError
 from worker.sendcloud.models import MemberOpResult, SmsResult
 
@@ -59,15 +33,19 @@ Record = dict[str, Any]
 
 
 def iso(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat()
+    """Epoch seconds (Redis's clock) as the records' ISO 8601 UTC text."""
+    return iso_utc(now)
 
 
 def flatten(record: Mapping[str, Any]) -> dict[str, str]:
-    """Stream fields: lists and dicts as JSON text, None as "", everything else as text."""
+    """Stream fields: lists and dicts as JSON text, booleans as 1/0, None as "", the rest as
+    text. :func:`producers.results.decode_fields` turns them back into ``record``."""
     flat: dict[str, str] = {}
     for name, value in record.items():
         if value is None:
             flat[name] = ""
+        elif isinstance(value, bool):
+            flat[name] = "1" if value else "0"
         elif isinstance(value, list | dict | tuple):
             flat[name] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         else:
@@ -209,6 +187,25 @@ def alert_record(
         "status_code": status_code,
         "message": message,
         "account": account,
-        "paused_seconds": round(seconds, 3),
+        "paused_seconds": float(round(seconds, 3)),
         "finished_at": iso(now),
     }
+
+
+# Creates an empty stream only where none exists: XADD with MAXLEN 0 leaves the key with no
+# entry, and the EXISTS check keeps it from trimming a stream that holds records.
+_CREATE_STREAM_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'kind', 'created')
+  return 1
+end
+return 0
+"""
+
+
+def create_result_streams(client: redis.Redis) -> int:
+    """Make sure every result stream exists, so that a reader's consumer group can be created
+    before the first record and a reader pointed at the wrong Redis finds none (see
+    ``ResultReader.ensure_group``). Returns how many were created."""
+    script = client.register_script(_CREATE_STREAM_LUA)
+    return sum(int(script(keys=[stream])) for stream in RESULT_STREAMS)
