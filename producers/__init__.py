@@ -18,13 +18,24 @@ import inspect
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from producers.campaign import CampaignBusy, CampaignConflict, CampaignStart
+from producers.campaign import (
+    CampaignBusy,
+    CampaignConflict,
+    CampaignDiscarded,
+    CampaignPreview,
+    CampaignStart,
+    NoValidNumber,
+    preview_campaign,
+)
 from producers.campaign_report import (
+    CampaignDiscard,
+    CampaignNotDiscardable,
     CampaignNotFound,
     CampaignStatus,
     campaign_report,
     campaign_status,
     cancel_campaign,
+    discard_campaign,
 )
 from producers.contract import (
     EMAIL_STATUS_STREAM,
@@ -39,7 +50,7 @@ from producers.producer import (
     set_default_producer,
     start_campaign,
 )
-from producers.results import ResultReader, ResultRecord
+from producers.results import ResultReader, ResultRecord, StreamNotFound
 
 __all__ = [
     "EMAIL_STATUS_STREAM",
@@ -47,23 +58,31 @@ __all__ = [
     "SMS_RESULTS_STREAM",
     "CampaignBusy",
     "CampaignConflict",
+    "CampaignDiscard",
+    "CampaignDiscarded",
+    "CampaignNotDiscardable",
     "CampaignNotFound",
+    "CampaignPreview",
     "CampaignStart",
     "CampaignStatus",
     "IdempotencyConflict",
     "IdempotencyStore",
+    "NoValidNumber",
     "Producer",
     "ProducerValidationError",
     "Reservation",
     "ResultReader",
     "ResultRecord",
+    "StreamNotFound",
     "add_members",
     "campaign_report",
     "campaign_status",
     "cancel_campaign",
     "default_producer",
     "delete_members",
+    "discard_campaign",
     "get_result",
+    "preview_campaign",
     "send_code",
     "send_sms",
     "send_voice_code",

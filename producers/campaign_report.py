@@ -1,4 +1,5 @@
-"""Reading a campaign back: progress counters, cancellation, and the per-recipient CSV report.
+"""Reading a campaign back: progress counters, cancellation, discarding, and the per-recipient
+CSV report.
 
 The keys are laid out in :mod:`producers.campaign`. The counters are written by the workers'
 finish script in the same step that finalises a chunk (see :mod:`worker.jobs.campaign`), so what
@@ -9,12 +10,20 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from producers.campaign import campaign_key, chunk_key, validate_campaign_id
+from producers.campaign import (
+    DEFAULT_RETENTION,
+    CampaignBusy,
+    CampaignLock,
+    campaign_key,
+    chunk_key,
+    chunk_prefix,
+    validate_campaign_id,
+)
+from producers.contract import RECONCILE_KEY
 from producers.idempotency import FIELD_RESULT, record_key
 from producers.producer import Producer, default_producer
 
@@ -84,6 +93,15 @@ def campaign_status(campaign_id: str, *, producer: Producer | None = None) -> Ca
     )
 
 
+# Dated by Redis's clock, like every other decision about time.
+CANCEL_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+redis.call('HSETNX', KEYS[1], 'cancel_requested_at', t[1] .. '.' .. string.format('%06d', t[2]))
+return 1
+"""
+
+
 def cancel_campaign(campaign_id: str, *, producer: Producer | None = None) -> CampaignStatus:
     """Stop the campaign: every chunk not yet being sent ends as ``cancelled``.
 
@@ -91,14 +109,148 @@ def cancel_campaign(campaign_id: str, *, producer: Producer | None = None) -> Ca
     """
     producer = producer or default_producer()
     meta = campaign_key(validate_campaign_id(campaign_id))
-    done = producer.redis.eval(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end"
-        " redis.call('HSETNX', KEYS[1], 'cancel_requested_at', ARGV[1]) return 1",
-        1, meta, f"{time.time():.6f}",
-    )
+    done = producer.redis.eval(CANCEL_LUA, 1, meta)
     if not done:
         raise CampaignNotFound(campaign_id)
     return campaign_status(campaign_id, producer=producer)
+
+
+DISCARDED_MESSAGE = "the campaign was discarded before this chunk was sent"
+
+
+class CampaignNotDiscardable(ValueError):
+    """Something of the campaign may have been sent: it can be cancelled, not discarded."""
+
+    def __init__(self, campaign_id: str, chunk: int, reason: str) -> None:
+        self.campaign_id = campaign_id
+        self.chunk = chunk
+        self.field = "campaign_id"
+        self.rule = (f"cannot be discarded: chunk {chunk} {reason} (something may have gone "
+                     "out); cancel stops what is not sent yet")
+        super().__init__(f"campaign_id {campaign_id!r} {self.rule}")
+
+
+@dataclass(frozen=True)
+class CampaignDiscard:
+    campaign_id: str
+    chunks: int  # chunks the campaign had recorded
+    stopped: int  # of them, jobs ended unsent by the discard (the others had ended cancelled)
+
+
+# KEYS: meta, lock, discarded (the id's discard count), reconcile index.
+# ARGV: lock token, generation, record key prefix of the chunks, job key prefix of the chunks,
+# the ending's message, fallback retention, campaign id.
+# Replies {'discarded', chunks, stopped}, {'refused', index, reason}, {'missing'} or {'busy'}.
+# Every chunk is checked before any is touched, all in one script: a worker's claim runs
+# wholly before it (the chunk is in_flight: refused) or after it (the record is final: the
+# message is acknowledged unsent).
+_DISCARD_LUA = """
+local meta = KEYS[1]
+local f = redis.call('HMGET', meta, 'fingerprint', 'generation', 'retention')
+if not f[1] then return {'missing'} end
+if redis.call('GET', KEYS[2]) ~= ARGV[1] or (f[2] or '0') ~= ARGV[2] then return {'busy'} end
+local retention = tonumber(f[3] or ARGV[6])
+local indexes = redis.call('HKEYS', meta .. ':phones')
+local unclaimed = {}
+for _, idx in ipairs(indexes) do
+    local r = redis.call('HMGET', ARGV[3] .. idx, 'state', 'first_attempt_at', 'uncertain_since',
+        'result')
+    if not r[1] then
+        -- Never reserved, or its record expired: then only a job never enqueued is surely unsent.
+        if redis.call('GETBIT', meta .. ':enqueued', idx) == 1 then
+            return {'refused', idx, 'has lost its job record'}
+        end
+        unclaimed[#unclaimed + 1] = idx
+    elseif r[3] then
+        return {'refused', idx, 'had an attempt whose outcome is unknown'}
+    elseif r[1] == 'queued' and not r[2] then
+        unclaimed[#unclaimed + 1] = idx
+    elseif r[1] == 'queued' or r[1] == 'in_flight' then
+        return {'refused', idx, 'was claimed by a worker'}
+    else
+        local ok, result = pcall(cjson.decode, r[4] or '')
+        local outcome = r[1]
+        if ok and type(result) == 'table' and type(result['outcome']) == 'string' then
+            outcome = result['outcome']
+        end
+        if outcome ~= 'cancelled' then return {'refused', idx, 'ended as ' .. outcome} end
+    end
+end
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', t[1], t[2])
+for _, idx in ipairs(unclaimed) do
+    local rec = ARGV[3] .. idx
+    -- The final record a worker's cancel would write (its fields: producers.results).
+    local result = cjson.encode({key = ARGV[4] .. idx, kind = 'sms', outcome = 'cancelled',
+        message = ARGV[5], attempts = 0, campaign_id = ARGV[7], chunk_index = tonumber(idx)})
+    redis.call('HSET', rec, 'kind', 'sms', 'state', 'failed', 'result', result,
+        'updated_at', now, 'finished_at', now, 'discarded_at', now)
+    redis.call('HDEL', rec, 'job', 'due_at')
+    redis.call('ZREM', KEYS[4], ARGV[4] .. idx)
+end
+for _, idx in ipairs(indexes) do
+    local rec = ARGV[3] .. idx
+    if redis.call('TTL', rec) < retention then redis.call('EXPIRE', rec, retention) end
+end
+local count = tonumber(redis.call('GET', KEYS[3]) or '0')
+if count < tonumber(ARGV[2]) + 1 then
+    redis.call('SET', KEYS[3], tonumber(ARGV[2]) + 1)
+end
+if redis.call('TTL', KEYS[3]) < retention then redis.call('EXPIRE', KEYS[3], retention) end
+redis.call('DEL', meta, meta .. ':phones', meta .. ':enqueued', meta .. ':done',
+    meta .. ':results', meta .. ':invalid', KEYS[2])
+return {'discarded', #indexes, #unclaimed}
+"""
+
+
+def discard_campaign(campaign_id: str, *, producer: Producer | None = None) -> CampaignDiscard:
+    """Remove a campaign of which nothing was sent, so that its id can be started again with
+    other input; raises :class:`CampaignNotDiscardable` otherwise (cancel it instead),
+    :class:`CampaignNotFound` or :class:`~producers.CampaignBusy` (a start is running).
+
+    Discardable: every chunk's job is still queued and was never claimed by a worker, or ended
+    ``cancelled`` without an attempt of uncertain outcome (see :func:`cancel_campaign`). A chunk
+    claimed, in flight, ended otherwise, or whose record is gone while its message may be
+    queued refuses the whole discard; the check and the changes are one Lua script.
+
+    Why the chunks' job records stay: delivery is at least once, so a chunk's message (or a
+    copy of it) may still wait in a queue, or in a worker's prefetch, after the discard, and
+    nothing can take it back out. So the discard does not delete the records; it ends every
+    unclaimed one as ``cancelled`` (state ``failed``, like a worker's cancel) and drops it from
+    the reconciler's index. A message arriving later finds a final record and is acknowledged
+    without a call to SendCloud, and without a result record or campaign count. The records
+    then live as long as the campaign would have (its retention). Everything else of the
+    campaign is deleted, and the id's discard count ``<c>:discarded`` goes up: a new start
+    under the id takes it as its generation and keys its chunks ``campaign:<id>:g<n>:<i>``,
+    which no old message carries (:func:`producers.campaign.chunk_key`). The one case left is
+    a message outliving the retention too: its claim recreates the record as uncertain since
+    the message was enqueued, a month before, so it ends ``needs_review`` without a send (see
+    worker.jobs.idempotency). A dead run's own list of refused entries
+    (``<c>:invalid:<run>``) is left to expire.
+    """
+    producer = producer or default_producer()
+    cid = validate_campaign_id(campaign_id)
+    meta = campaign_key(cid)
+    lock = CampaignLock(producer.redis, cid)
+    lock.acquire()
+    try:
+        generation = int(producer.redis.hget(meta, "generation") or 0)
+        prefix = chunk_prefix(cid, generation)
+        reply = producer.redis.eval(
+            _DISCARD_LUA, 4, meta, lock.lock, f"{meta}:discarded", RECONCILE_KEY,
+            lock.token, generation, record_key(prefix), prefix, DISCARDED_MESSAGE,
+            DEFAULT_RETENTION, cid,
+        )
+    finally:
+        lock.release()
+    status = _text(reply[0])
+    if status == "missing":
+        raise CampaignNotFound(cid)
+    if status == "busy":  # our lock's lease ran out and a start took over
+        raise CampaignBusy(cid, "a start took over")
+    if status == "refused":
+        raise CampaignNotDiscardable(cid, int(reply[1]), _text(reply[2]))
+    return CampaignDiscard(cid, chunks=int(reply[1]), stopped=int(reply[2]))
 
 
 REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message")
@@ -115,6 +267,7 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
     producer = producer or default_producer()
     status = campaign_status(campaign_id, producer=producer)
     meta = campaign_key(campaign_id)
+    generation = int(producer.redis.hget(meta, "generation") or 0)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REPORT_HEADER)
     rows = 0
@@ -124,7 +277,7 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
             pipe.hmget(f"{meta}:phones", indexes)
             pipe.hmget(f"{meta}:results", indexes)
             for index in indexes:
-                pipe.hget(record_key(chunk_key(campaign_id, index)), FIELD_RESULT)
+                pipe.hget(record_key(chunk_key(campaign_id, index, generation)), FIELD_RESULT)
             phones_list, summaries, *records = pipe.execute()
         for phones_csv, summary, record in zip(phones_list, summaries, records, strict=True):
             if phones_csv is None:

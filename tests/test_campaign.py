@@ -16,14 +16,19 @@ import redis
 
 from producers import (
     CampaignConflict,
+    CampaignDiscarded,
+    CampaignNotDiscardable,
+    CampaignNotFound,
+    NoValidNumber,
     campaign_report,
     campaign_status,
     cancel_campaign,
+    discard_campaign,
     start_campaign,
 )
 from producers.campaign import chunk_key
 from producers.campaign_report import CampaignStatus
-from producers.contract import SMS_QUEUE
+from producers.contract import RECONCILE_KEY, SMS_QUEUE
 from producers.idempotency import record_key
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, make_stack
 from worker.jobs.idempotency import JobLedger
@@ -84,7 +89,7 @@ def test_campaign_sends_every_valid_number_once_and_reports_each(
     assert (status.accepted, status.failed, status.pending, status.chunks_done) == (4500, 0, 0, 3)
     [done] = finished_records(stack)
     assert (done["kind"], done["accepted"], done["invalid"], done["chunks"]) == (
-        "campaign", "4500", "3", "3")
+        "campaign", 4500, 3, 3)
 
     rows = report_rows(stack, "spring-sale")
     by_phone = {r["phone"]: r for r in rows}
@@ -173,7 +178,7 @@ def test_cancel_ends_unsent_chunks_as_cancelled(stack_factory: Callable[..., Sta
     assert stack.sim.ledger.entries() == []
     assert (status.cancelled, status.accepted, status.pending) == (5000, 0, 0)
     [done] = finished_records(stack)
-    assert (done["cancelled"], done["cancel_requested"]) == ("5000", "1")
+    assert (done["cancelled"], done["cancel_requested"]) == (5000, True)
     rows = report_rows(stack, "stop-me")
     assert len(rows) == 5000 and {r["outcome"] for r in rows} == {"cancelled"}
     assert {r["message"] for r in rows} == {"the campaign was cancelled before this chunk was sent"}
@@ -231,19 +236,143 @@ def test_campaign_finished_once_when_chunks_finish_before_the_seal(
     assert len(finished_records(stack)) == 1
 
 
-@pytest.mark.parametrize("entries", [[], ["x", " ", "12345678901"]])
-def test_a_campaign_without_a_valid_number_finishes_at_once(
+@pytest.mark.parametrize("entries", [[], ["x", " ", "12345678901"], ["junk"] * 2500])
+def test_a_start_without_a_valid_number_is_refused_and_writes_nothing(
     stack_factory: Callable[..., Stack], entries: list[str]
 ) -> None:
     stack = stack_factory()
-    start = start_campaign("empty", TEMPLATE_ID, entries, producer=stack.producer)
-    assert (start.chunks, start.invalid, start.enqueued) == (0, len(entries), 0)
-    status = campaign_status("empty", producer=stack.producer)
-    assert (status.state, status.finished, status.pending) == ("finished", True, 0)
-    [done] = finished_records(stack)
-    assert (done["valid"], done["invalid"], done["chunks"]) == ("0", str(len(entries)), "0")
-    assert [r["outcome"] for r in report_rows(stack, "empty")] == ["invalid"] * len(entries)
-    assert 0 < stack.redis.ttl("sendcloud:campaign:empty") <= 30 * 86400
+    before = set(stack.redis.keys())
+    with pytest.raises(NoValidNumber) as refused:
+        start_campaign("empty", TEMPLATE_ID, iter(entries), producer=stack.producer)
+    assert (refused.value.field, refused.value.entries) == ("phones", len(entries))
+    if entries:
+        assert refused.value.first_bad == (1, "must be a mainland mobile number (11 digits "
+                                           "starting 13-19)", "x" if len(entries) == 3 else "junk")
+        assert f"no valid number in {len(entries)} entries" in str(refused.value)
+    # Not even the refused entries (2500 are flushed in batches while reading) stay behind.
+    assert set(stack.redis.keys()) == before
+    assert stack.redis.hlen(f"dramatiq:{SMS_QUEUE}.msgs") == 0
+
+    # The id is still free: the right input starts a new campaign under it.
+    start = start_campaign("empty", TEMPLATE_ID, [*entries, mainland(1)], producer=stack.producer)
+    assert (start.valid, start.invalid, start.chunks, start.resumed) == (
+        1, len(entries), 1, False)
+    assert [r["outcome"] for r in report_rows(stack, "empty")] == (
+        ["pending"] + ["invalid"] * len(entries))
+
+
+def test_an_existing_campaign_is_untouched_by_a_start_without_a_valid_number(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    start_campaign("keep", TEMPLATE_ID, [mainland(i) for i in range(10)], producer=stack.producer)
+    before = {key: stack.redis.dump(key) for key in stack.redis.keys("sendcloud:campaign:*")}
+    with pytest.raises(NoValidNumber):
+        start_campaign("keep", TEMPLATE_ID, ["name"], producer=stack.producer)
+    after = {key: stack.redis.dump(key) for key in stack.redis.keys("sendcloud:campaign:*")}
+    assert after == before
+
+
+def test_discard_ends_the_queued_chunks_unsent_and_frees_the_id(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    """The discarded run's messages are still queued when the id is started again: they end
+    without a send, and only the new input goes out, once."""
+    stack = stack_factory()
+    first = [mainland(i) for i in range(4000)]
+    start_campaign("again", TEMPLATE_ID, [*first, "junk"], producer=stack.producer)
+    done = discard_campaign("again", producer=stack.producer)
+    assert (done.chunks, done.stopped) == (2, 2)
+    with pytest.raises(CampaignNotFound):
+        campaign_status("again", producer=stack.producer)
+    assert stack.redis.keys("sendcloud:campaign:again*") == [b"sendcloud:campaign:again:discarded"]
+    old = stack.producer.get_record(chunk_key("again", 0))
+    assert old is not None and old["state"] == "failed"
+    assert stack.producer.get_result(chunk_key("again", 1)) == {
+        "key": chunk_key("again", 1), "kind": "sms", "outcome": "cancelled",
+        "message": "the campaign was discarded before this chunk was sent", "attempts": 0,
+        "campaign_id": "again", "chunk_index": 1}
+    assert stack.redis.zscore(RECONCILE_KEY, chunk_key("again", 0)) is None
+
+    second = [mainland(10_000 + i) for i in range(3000)]
+    start = start_campaign("again", TEMPLATE_ID, second, {"name": "other"},
+                           producer=stack.producer)
+    assert (start.valid, start.chunks, start.enqueued, start.resumed) == (3000, 2, 2, False)
+    assert queued_chunk_keys(stack) == Counter(
+        [chunk_key("again", 0), chunk_key("again", 1),
+         chunk_key("again", 0, 1), chunk_key("again", 1, 1)])
+
+    with stack.running(threads=4):
+        status = wait_finished(stack, "again")
+        assert stack.wait_until(lambda: stack.redis.hlen(f"dramatiq:{SMS_QUEUE}.msgs") == 0)
+    assert Counter(e.phone for e in stack.sim.ledger.entries()) == Counter(second)
+    assert (status.accepted, status.cancelled, status.invalid, status.chunks_done) == (
+        3000, 0, 0, 2)
+    assert {r["outcome"] for r in report_rows(stack, "again")} == {"sent"}
+    # The old chunks' messages were acknowledged without a result record of their own.
+    assert {r["key"] for r in stack.job_records() if r.get("kind") == "sms"} == {
+        chunk_key("again", 0, 1), chunk_key("again", 1, 1)}
+
+
+def test_discard_is_refused_once_a_chunk_may_have_been_sent(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    start_campaign("sent", TEMPLATE_ID, [mainland(i) for i in range(2000)],
+                   producer=stack.producer)
+    with stack.running(threads=2):
+        wait_finished(stack, "sent")
+    with pytest.raises(CampaignNotDiscardable, match=r"chunk 0 ended as sent \(something may"):
+        discard_campaign("sent", producer=stack.producer)
+    assert campaign_status("sent", producer=stack.producer).accepted == 2000
+
+    # A chunk a worker has claimed (it may be sending now) refuses it too, and nothing of the
+    # campaign is changed: its other chunk's job is still queued.
+    start_campaign("busy", TEMPLATE_ID, [mainland(i) for i in range(4000)],
+                   producer=stack.producer)
+    stack.runner.ledger.claim(chunk_key("busy", 1), "a-worker", kind="sms")
+    with pytest.raises(CampaignNotDiscardable, match="chunk 1 was claimed by a worker"):
+        discard_campaign("busy", producer=stack.producer)
+    assert stack.producer.get_record(chunk_key("busy", 0))["state"] == "queued"  # type: ignore[index]
+    assert campaign_status("busy", producer=stack.producer).chunks_enqueued == 2
+    assert not stack.redis.exists("sendcloud:campaign:busy:discarded")
+
+
+def test_a_cancelled_campaign_whose_chunks_all_ended_cancelled_can_be_discarded(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    start_campaign("oops", TEMPLATE_ID, [mainland(i) for i in range(2500)],
+                   producer=stack.producer)
+    cancel_campaign("oops", producer=stack.producer)
+    with stack.running(threads=2):
+        wait_finished(stack, "oops")
+    assert (discard_campaign("oops", producer=stack.producer).stopped) == 0
+    start = start_campaign("oops", TEMPLATE_ID, [mainland(1)], producer=stack.producer)
+    assert (start.enqueued, start.resumed) == (1, False)
+    assert stack.sim.ledger.entries() == []
+
+
+def test_a_start_that_stalled_past_its_lease_stops_when_the_campaign_is_discarded(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+
+    def numbers() -> Iterator[str]:
+        yield from (mainland(i) for i in range(2000))  # chunk 0 is enqueued
+        # This producer stalls; its lease runs out and someone discards the campaign.
+        stack.redis.delete("sendcloud:campaign:stalled:lock")
+        discard_campaign("stalled", producer=stack.producer)
+        yield from (mainland(i) for i in range(2000, 4000))
+
+    with pytest.raises(CampaignDiscarded):
+        start_campaign("stalled", TEMPLATE_ID, numbers(), producer=stack.producer)
+    assert not stack.redis.exists("sendcloud:campaign:stalled")
+    assert stack.producer.get_record(chunk_key("stalled", 1)) is None
+    assert queued_chunk_keys(stack) == Counter([chunk_key("stalled", 0)])
+    with stack.running(threads=2):
+        assert stack.wait_until(lambda: stack.redis.hlen(f"dramatiq:{SMS_QUEUE}.msgs") == 0)
+    assert stack.sim.ledger.entries() == []
 
 
 def test_cancel_never_calls_a_possibly_sent_chunk_cancelled(
@@ -264,7 +393,7 @@ def test_cancel_never_calls_a_possibly_sent_chunk_cancelled(
 
     outcomes = {r["chunk_index"]: r["outcome"] for r in stack.job_records()
                 if r.get("kind") == "sms"}
-    assert outcomes == {"0": "sent", "1": "cancelled"}
+    assert outcomes == {0: "sent", 1: "cancelled"}
     assert (status.accepted, status.cancelled) == (2000, 2000)
     assert len(stack.sim.ledger.entries()) == 2000
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs_harness import TEMPLATE_ID, make_stack
 from worker.cli import main
-from worker.cli.campaign import read_numbers
+from worker.cli.campaign import NumberSource, read_numbers
 
 
 @pytest.fixture
@@ -52,7 +53,12 @@ def test_start_resume_status_report_and_cancel_from_a_csv(
     assert [r["phone"] for r in rows if r["outcome"] == "invalid"] == ["555-0100"]
 
     assert main(["campaign", "cancel", "autumn"]) == 0
-    assert "cancelling" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cancelling" in out
+    assert "campaign autumn: cancel requested; chunks not yet sent end as cancelled" in out
+    assert main(["campaign", "cancel", "autumn"]) == 0
+    assert "a cancel was already requested; 4100 numbers still pending" in (
+        capsys.readouterr().out)
 
 
 def test_user_mistakes_are_one_line_and_status_2(
@@ -77,14 +83,24 @@ def test_user_mistakes_are_one_line_and_status_2(
 def test_status_watch_returns_once_the_campaign_has_finished(
     cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = tmp_path / "junk.txt"
-    source.write_text("not a number\n12345\n")
-    assert main(["campaign", "start", "junk", str(source), "--template-id", "9"]) == 0
-    assert main(["campaign", "status", "junk", "--watch", "--interval", "0.01"]) == 0
-    assert "campaign junk: finished" in capsys.readouterr().out
+    source = tmp_path / "few.txt"
+    source.write_text("12345\n13700000001\nnot a number\n")
+    assert main(["campaign", "start", "few", str(source), "--template-id", str(TEMPLATE_ID)]) == 0
+    stack = make_stack(cli_env)
+    try:
+        with stack.running(threads=1):
+            assert main(["campaign", "status", "few", "--watch", "--interval", "0.01"]) == 0
+    finally:
+        stack.broker.close()
+    assert "campaign few: finished" in capsys.readouterr().out
+    assert main(["campaign", "cancel", "few"]) == 0  # too late: it says so
+    assert "campaign few had already finished: nothing left to cancel (1 numbers accepted" in (
+        capsys.readouterr().out)
     report = tmp_path / "report.csv"
-    assert main(["campaign", "report", "junk", "-o", str(report)]) == 0
-    assert [r["outcome"] for r in csv.DictReader(report.open())] == ["invalid", "invalid"]
+    assert main(["campaign", "report", "few", "-o", str(report)]) == 0
+    rows = list(csv.DictReader(report.open()))
+    assert [(r["phone"], r["outcome"]) for r in rows] == [
+        ("13700000001", "sent"), ("12345", "invalid"), ("not a number", "invalid")]
 
 
 def test_read_numbers_lines_and_columns() -> None:
@@ -98,3 +114,20 @@ def test_read_numbers_lines_and_columns() -> None:
         "13700000003", "", ""]
     assert list(read_numbers(io.BytesIO(table.encode()), "1", True, seen.append)) == [
         "1", "2", "3"]
+
+
+def test_a_first_line_with_no_digit_before_a_number_is_a_header() -> None:
+    text = "mobile\n\n13700000001\nbad\n\n13700000002\n"
+    source = NumberSource(io.BytesIO(text.encode()), None, False, lambda n: None)
+    assert list(source) == ["13700000001", "bad", "13700000002"]
+    assert source.skipped_header == (1, "mobile")
+    assert [source.line_of(i) for i in (1, 2, 3)] == [3, 4, 6]
+    # Not a header: a first entry with digits (a mistyped number), or one not followed by a
+    # number; both stay entries, refused as invalid by the campaign.
+    for text, entries in (("1370000000\n13700000001\n", ["1370000000", "13700000001"]),
+                          ("mobile\nnone\n", ["mobile", "none"])):
+        source = NumberSource(io.BytesIO(text.encode()), None, False, lambda n: None)
+        assert (list(source), source.skipped_header) == (entries, None)
+    table = "phone,name\n13700000001,a\n"
+    source = NumberSource(io.BytesIO(table.encode()), "1", False, lambda n: None)
+    assert (list(source), source.skipped_header) == (["13700000001"], (1, "phone"))
