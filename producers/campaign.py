@@ -56,7 +56,6 @@ import json
 import os
 import re
 import socket
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,17 +106,25 @@ local function sendcloud_campaign_complete(meta, stream, maxlen, now)
 end
 """
 
-# KEYS: meta, discarded. ARGV: fingerprint, campaign_id, template_id, now, retention.
+# Times a campaign records come from Redis's clock, like every other decision about time.
+_REDIS_NOW_LUA = """
+local function sendcloud_now()
+    local t = redis.call('TIME')
+    return string.format('%d.%06d', t[1], t[2])
+end
+"""
+
+# KEYS: meta, discarded. ARGV: fingerprint, campaign_id, template_id, retention.
 # Replies {created (1/0), stored fingerprint, generation}. A new campaign takes its generation
 # from the id's discard count, so its chunk keys are new ones (see chunk_key).
-_OPEN_LUA = """
+_OPEN_LUA = _REDIS_NOW_LUA + """
 local stored = redis.call('HMGET', KEYS[1], 'fingerprint', 'generation')
 if stored[1] then return {0, stored[1], stored[2] or '0'} end
 local generation = redis.call('GET', KEYS[2]) or '0'
 redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'campaign_id', ARGV[2],
-    'template_id', ARGV[3], 'state', 'enqueuing', 'created_at', ARGV[4], 'retention', ARGV[5],
-    'generation', generation)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+    'template_id', ARGV[3], 'state', 'enqueuing', 'created_at', sendcloud_now(),
+    'retention', ARGV[4], 'generation', generation)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {1, ARGV[1], generation}
 """
 
@@ -149,11 +156,11 @@ return redis.call('GETBIT', KEYS[3], ARGV[1])
 """
 
 # KEYS: meta, invalid (this run's), invalid (final), phones, stream.
-# ARGV: digest, input, valid, invalid, duplicates, chunks, now, maxlen, retention, generation.
+# ARGV: digest, input, valid, invalid, duplicates, chunks, maxlen, retention, generation.
 # -1: sealed before with another digest, or more chunks recorded than this input has;
 # -3: the campaign was discarded.
-_SEAL_LUA = COMPLETE_LUA + _SAME_CAMPAIGN_LUA + """
-if not sendcloud_same_campaign(KEYS[1], ARGV[10]) then
+_SEAL_LUA = COMPLETE_LUA + _SAME_CAMPAIGN_LUA + _REDIS_NOW_LUA + """
+if not sendcloud_same_campaign(KEYS[1], ARGV[9]) then
     redis.call('DEL', KEYS[2])
     return -3
 end
@@ -164,18 +171,19 @@ if old then
     return 0
 end
 if redis.call('HLEN', KEYS[4]) > tonumber(ARGV[6]) then return -1 end
+local now = sendcloud_now()
 redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'input', ARGV[2], 'valid', ARGV[3],
-    'invalid', ARGV[4], 'duplicates', ARGV[5], 'chunks', ARGV[6], 'sealed_at', ARGV[7])
+    'invalid', ARGV[4], 'duplicates', ARGV[5], 'chunks', ARGV[6], 'sealed_at', now)
 if redis.call('HGET', KEYS[1], 'state') == 'enqueuing' then
     redis.call('HSET', KEYS[1], 'state', 'enqueued')
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('RENAME', KEYS[2], KEYS[3])
-    redis.call('EXPIRE', KEYS[3], ARGV[9])
+    redis.call('EXPIRE', KEYS[3], ARGV[8])
 else
     redis.call('DEL', KEYS[3])
 end
-sendcloud_campaign_complete(KEYS[1], KEYS[5], ARGV[8], ARGV[7])
+sendcloud_campaign_complete(KEYS[1], KEYS[5], ARGV[7], now)
 return 1
 """
 
@@ -349,7 +357,7 @@ class _Run(CampaignLock):
         campaign already existed."""
         created, stored, generation = self.redis.eval(
             _OPEN_LUA, 2, self.meta, f"{self.meta}:discarded", fingerprint, self.cid,
-            template_id, f"{time.time():.6f}", self.retention,
+            template_id, self.retention,
         )
         if _text(stored) != fingerprint:
             raise CampaignConflict(self.cid, "the template, vars, msg_type or tag differ")
@@ -418,8 +426,7 @@ class _Run(CampaignLock):
         keys = [self.meta, self.tmp_invalid, f"{self.meta}:invalid", f"{self.meta}:phones",
                 SMS_RESULTS_STREAM]
         args: list[str | int] = [digest, totals["input"], totals["valid"], totals["invalid"],
-                totals["duplicates"], chunks, f"{time.time():.6f}", results_maxlen(),
-                self.retention, self.generation]
+                totals["duplicates"], chunks, results_maxlen(), self.retention, self.generation]
         sealed = int(self._seal(keys=keys, args=args))
         if sealed == -3:
             raise CampaignDiscarded(self.cid)

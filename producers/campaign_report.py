@@ -181,8 +181,18 @@ local now = string.format('%d.%06d', t[1], t[2])
 for _, idx in ipairs(unclaimed) do
     local rec = ARGV[3] .. idx
     -- The final record a worker's cancel would write (its fields: producers.results).
-    local result = cjson.encode({key = ARGV[4] .. idx, kind = 'sms', outcome = 'cancelled',
-        message = ARGV[5], attempts = 0, campaign_id = ARGV[7], chunk_index = tonumber(idx)})
+    local recipients = {}
+    local csv = redis.call('HGET', meta .. ':phones', idx) or ''
+    for phone in string.gmatch(csv, '[^,]+') do
+        recipients[#recipients + 1] = {phone = phone, outcome = 'cancelled', sms_id = cjson.null,
+            status_code = cjson.null, message = ARGV[5]}
+    end
+    local body = cjson.encode({key = ARGV[4] .. idx, kind = 'sms', outcome = 'cancelled',
+        status_code = cjson.null, message = ARGV[5], attempts = 0, finished_at = now,
+        campaign_id = ARGV[7], chunk_index = tonumber(idx)})
+    -- cjson writes an empty table as {}: the two lists are spliced in as JSON text.
+    local result = string.sub(body, 1, -2) .. ',"sms_ids":[],"recipients":'
+        .. (#recipients > 0 and cjson.encode(recipients) or '[]') .. '}'
     redis.call('HSET', rec, 'kind', 'sms', 'state', 'failed', 'result', result,
         'updated_at', now, 'finished_at', now, 'discarded_at', now)
     redis.call('HDEL', rec, 'job', 'due_at')

@@ -288,10 +288,19 @@ def test_discard_ends_the_queued_chunks_unsent_and_frees_the_id(
     assert stack.redis.keys("sendcloud:campaign:again*") == [b"sendcloud:campaign:again:discarded"]
     old = stack.producer.get_record(chunk_key("again", 0))
     assert old is not None and old["state"] == "failed"
-    assert stack.producer.get_result(chunk_key("again", 1)) == {
+    discarded = stack.producer.get_result(chunk_key("again", 1))
+    assert discarded is not None
+    finished_at = discarded.pop("finished_at")
+    assert finished_at.endswith("+00:00")  # ISO 8601 UTC, like a worker's record
+    recipients = discarded.pop("recipients")
+    message = "the campaign was discarded before this chunk was sent"
+    assert discarded == {
         "key": chunk_key("again", 1), "kind": "sms", "outcome": "cancelled",
-        "message": "the campaign was discarded before this chunk was sent", "attempts": 0,
+        "status_code": None, "message": message, "attempts": 0, "sms_ids": [],
         "campaign_id": "again", "chunk_index": 1}
+    assert len(recipients) == len(first) - 2000
+    assert recipients[0] == {"phone": recipients[0]["phone"], "outcome": "cancelled",
+                             "sms_id": None, "status_code": None, "message": message}
     assert stack.redis.zscore(RECONCILE_KEY, chunk_key("again", 0)) is None
 
     second = [mainland(10_000 + i) for i in range(3000)]

@@ -48,6 +48,8 @@ def entry_time(entry_id: str) -> str:
 
 
 def _value(value: Any) -> str:
+    if value is None:  # no value: shown as the stream holds it
+        return ""
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)
