@@ -42,7 +42,12 @@ from producers.contract import (
     MEMBERS_RESULTS_STREAM,
     SMS_RESULTS_STREAM,
 )
-from producers.errors import IdempotencyConflict, ProducerValidationError
+from producers.errors import (
+    IdempotencyConflict,
+    ProducerValidationError,
+    SettingError,
+    VerificationRefused,
+)
 from producers.idempotency import IdempotencyStore, Reservation
 from producers.producer import (
     Producer,
@@ -51,6 +56,7 @@ from producers.producer import (
     start_campaign,
 )
 from producers.results import ResultReader, ResultRecord, StreamNotFound
+from producers.verification import CheckResult, Verification, Verifier, VerifySettings
 
 __all__ = [
     "EMAIL_STATUS_STREAM",
@@ -65,6 +71,7 @@ __all__ = [
     "CampaignPreview",
     "CampaignStart",
     "CampaignStatus",
+    "CheckResult",
     "IdempotencyConflict",
     "IdempotencyStore",
     "NoValidNumber",
@@ -73,11 +80,18 @@ __all__ = [
     "Reservation",
     "ResultReader",
     "ResultRecord",
+    "SettingError",
     "StreamNotFound",
+    "Verification",
+    "VerificationRefused",
+    "Verifier",
+    "VerifySettings",
     "add_members",
     "campaign_report",
     "campaign_status",
     "cancel_campaign",
+    "cancel_verification",
+    "check_verification",
     "default_producer",
     "delete_members",
     "discard_campaign",
@@ -88,6 +102,7 @@ __all__ = [
     "send_voice_code",
     "set_default_producer",
     "start_campaign",
+    "start_verification",
     "update_members",
 ]
 
@@ -117,3 +132,6 @@ add_members = _on_default(Producer.add_members)
 update_members = _on_default(Producer.update_members)
 delete_members = _on_default(Producer.delete_members)
 get_result = _on_default(Producer.get_result)
+start_verification = _on_default(Producer.start_verification)
+check_verification = _on_default(Producer.check_verification)
+cancel_verification = _on_default(Producer.cancel_verification)

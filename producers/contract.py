@@ -75,7 +75,10 @@ class SmsJob(TypedDict):
 class CodeJob(TypedDict):
     key: str
     phone: str
-    code: str
+    # An app's own code; a verification's job carries it sealed instead (producers.verification).
+    code: NotRequired[str]
+    sealed_code: NotRequired[str]
+    verification_id: NotRequired[str]
     sign_id: int | None
     sign_name: str | None
     msg_type: int
@@ -87,7 +90,9 @@ class CodeJob(TypedDict):
 class VoiceCodeJob(TypedDict):
     key: str
     phone: str
-    code: str
+    code: NotRequired[str]
+    sealed_code: NotRequired[str]
+    verification_id: NotRequired[str]
     enqueued_at: float
     expires_at: float
     expires_in: NotRequired[float]

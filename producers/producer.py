@@ -53,6 +53,13 @@ from producers.idempotency import (
     record_key,
 )
 from producers.results import job_status, shape_record
+from producers.verification import (
+    Channel,
+    CheckResult,
+    Verification,
+    Verifier,
+    VerifySettings,
+)
 
 log = logging.getLogger("sendcloud.producers")
 
@@ -127,6 +134,7 @@ class Producer:
                 self._owned.append(redis)
         self.redis = redis
         self.store = IdempotencyStore(redis)
+        self._verifier: Verifier | None = None
         # StubBroker refuses undeclared queues; declaring is local bookkeeping, no I/O.
         for queue_name in {ACTOR_QUEUES[actor] for actor in _ACTORS}:
             broker.declare_queue(queue_name)
@@ -317,6 +325,47 @@ class Producer:
             self, campaign_id, template_id, phones, vars, msg_type=msg_type, tag=tag,
             retention=retention,
         )
+
+    # -- verifications (producers.verification) --------------------------------------------
+
+    def verifier(self, settings: VerifySettings | None = None) -> Verifier:
+        """This producer's :class:`Verifier`; ``settings`` (default: from the environment)
+        replace the ones it had."""
+        if self._verifier is None or settings is not None:
+            self._verifier = Verifier(self, settings)
+        return self._verifier
+
+    def start_verification(
+        self,
+        phone: str,
+        *,
+        channel: Channel = "sms",
+        client_id: str | None = None,
+        sign_id: int | None = None,
+        sign_name: str | None = None,
+        length: int = 6,
+        ttl: int | None = None,
+    ) -> Verification:
+        """Send a verification code to ``phone``, generated here and never shown to anyone but
+        its recipient. Within the code's life a second start sends the same code again (by
+        voice with ``channel="voice"``). Raises ``VerificationRefused`` when a guardrail says
+        no, before anything is enqueued."""
+        return self.verifier().start(
+            phone, channel=channel, client_id=client_id, sign_id=sign_id, sign_name=sign_name,
+            length=length, ttl=ttl,
+        )  # fmt: skip
+
+    def check_verification(
+        self, phone: str, code: str, *, verification_id: str | None = None
+    ) -> CheckResult:
+        """``approved`` once, for the right code within its life and attempts; else
+        ``wrong_code`` (with attempts left), ``expired``, ``too_many_attempts`` or
+        ``not_found`` (none, cancelled, or already approved)."""
+        return self.verifier().check(phone, code, verification_id=verification_id)
+
+    def cancel_verification(self, phone: str, *, verification_id: str | None = None) -> bool:
+        """Stop ``phone``'s pending verification; True when there was one."""
+        return self.verifier().cancel(phone, verification_id=verification_id)
 
     # -- results ---------------------------------------------------------------------------
 

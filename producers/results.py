@@ -52,6 +52,20 @@ paused_seconds  float    how long sending is paused
 finished_at     time     when the pause began
 ==============  =======  ===================================================================
 
+An alert (``kind=alert``, ``outcome=verifications_refused``), on the same stream, once each
+time the verification breaker opens (``producers.verification``)
+
+===============  =======  ==================================================================
+key              text     ``sendcloud:verify:breaker``
+kind             text     ``alert``
+outcome          text     ``verifications_refused``
+status_code      int      None (no SendCloud reply is involved)
+message          text     what tripped it, e.g. ``only 12 of 240 verifications were approved``
+reason           text     ``rate`` (sends a minute over the ceiling) or ``approval``
+refused_seconds  float    how long new verifications are refused
+finished_at      time     when the breaker opened
+===============  =======  ==================================================================
+
 A campaign's completion (``kind=campaign``, ``outcome=campaign_finished``), on the same stream,
 once per campaign when its last chunk is counted
 
@@ -173,6 +187,17 @@ ALERT_FIELDS: Schema = {
     "finished_at": TIME,
 }
 
+BREAKER_ALERT_FIELDS: Schema = {
+    "key": TEXT,
+    "kind": TEXT,
+    "outcome": TEXT,
+    "status_code": INT,
+    "message": TEXT,
+    "reason": TEXT,
+    "refused_seconds": FLOAT,
+    "finished_at": TIME,
+}
+
 CAMPAIGN_FINISHED_FIELDS: Schema = {
     "key": TEXT,
     "kind": TEXT,
@@ -209,13 +234,16 @@ EMAIL_GAP_FIELDS: Schema = {
     "polled_at": TEXT,
 }
 
-RecordType = Literal["sms", "members", "alert", "campaign_finished", "email_status", "email_gap"]
+RecordType = Literal[
+    "sms", "members", "alert", "breaker_alert", "campaign_finished", "email_status", "email_gap"
+]
 
 #: The one schema of every record kind: field → type, in the order records are written.
 RECORD_FIELDS: Mapping[RecordType, Schema] = {
     "sms": SMS_FIELDS,
     "members": MEMBERS_FIELDS,
     "alert": ALERT_FIELDS,
+    "breaker_alert": BREAKER_ALERT_FIELDS,
     "campaign_finished": CAMPAIGN_FINISHED_FIELDS,
     "email_status": EMAIL_STATUS_FIELDS,
     "email_gap": EMAIL_GAP_FIELDS,
@@ -234,7 +262,7 @@ def record_type(fields: Mapping[str, Any]) -> RecordType | None:
         return "email_gap"
     kind = fields.get("kind")
     if kind == "alert":
-        return "alert"
+        return "breaker_alert" if fields.get("outcome") == "verifications_refused" else "alert"
     if kind == "campaign" or fields.get("outcome") == "campaign_finished":
         return "campaign_finished"
     if kind in SMS_KINDS:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
     from prometheus_client.metrics_core import Metric
 
+    from producers.verification import VerifySettings
     from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,9 @@ JOB_OUTCOMES = "sendcloud_job_outcomes_total"
 JOBS_REDRIVEN = "sendcloud_jobs_redriven_total"
 QUEUE_DEPTH = "sendcloud_queue_depth"
 REDIS_UP = "sendcloud_redis_up"
+VERIFICATIONS = "sendcloud_verifications_total"
+VERIFICATIONS_REFUSED = "sendcloud_verifications_refused_total"
+VERIFICATION_APPROVAL = "sendcloud_verification_approval_ratio"
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,52 @@ class QueueDepthCollector:
         yield depth
 
 
+class VerificationCollector:
+    """Verification counters, kept in Redis by producers and workers, read on each scrape."""
+
+    def __init__(self, client: redis.Redis, settings: VerifySettings | None = None) -> None:
+        self.client = client
+        self.settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        from producers.verification import COUNTS_KEY, VerifySettings, approval
+
+        events = CounterMetricFamily(
+            VERIFICATIONS.removesuffix("_total"),
+            "Verifications by channel and event: started, resent, sent, approved, locked.",
+            labels=["channel", "event"],
+        )
+        refused = CounterMetricFamily(
+            VERIFICATIONS_REFUSED.removesuffix("_total"),
+            "Verifications refused by a guardrail, before anything was sent.",
+            labels=["channel", "rule"],
+        )
+        ratio = GaugeMetricFamily(
+            VERIFICATION_APPROVAL,
+            "Share of the verifications started in the breaker's window that were approved.",
+        )
+        try:
+            counts = self.client.hgetall(COUNTS_KEY)
+            started, approved = approval(self.client, self.settings or VerifySettings.from_env())
+        except redis.RedisError as err:
+            log.warning("metrics.verifications_failed", error=str(err))
+            return
+        for raw, value in sorted(counts.items()):
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            parts = name.split(":")
+            if parts[0] == "refused" and len(parts) == 3:
+                refused.add_metric(parts[1:], int(value))
+            elif len(parts) == 2:
+                events.add_metric(parts, int(value))
+        yield events
+        yield refused
+        if started:
+            ratio.add_metric([], approved / started)
+            yield ratio
+
+
 def build_registry(client: redis.Redis, *, namespace: str = NAMESPACE) -> CollectorRegistry:
     """What the exposition serves: every process's files plus the live queue depths."""
     from prometheus_client import CollectorRegistry
@@ -187,6 +237,7 @@ def build_registry(client: redis.Redis, *, namespace: str = NAMESPACE) -> Collec
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=DB_PATH)
     registry.register(QueueDepthCollector(client, namespace=namespace))
+    registry.register(VerificationCollector(client))
     return registry
 
 

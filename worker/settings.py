@@ -165,6 +165,8 @@ class Settings:
     #: Prefix of every sendRequestId: keeps deployments sharing one SendCloud account apart.
     #: Empty: the deployment's own, made once and kept in its Redis (worker.jobs.idempotency).
     request_id_namespace: str = ""
+    #: Opens the sealed codes of verifications (producers.verification); the producers' own.
+    verify_secret: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -232,6 +234,7 @@ class Settings:
                 env, "SENDCLOUD_RECONCILE_QUEUED_AFTER", 600.0, minimum=1.0
             ),
             request_id_namespace=_namespace(env),
+            verify_secret=env.get("SENDCLOUD_VERIFY_SECRET", "").strip(),
         )
 
     def require_credentials(self) -> Settings:
@@ -250,4 +253,4 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be logged, stored or raised."""
-        return tuple(s for s in (self.sms_key, self.api_key) if s)
+        return tuple(s for s in (self.sms_key, self.api_key, self.verify_secret) if s)

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "worker.cli.scheduler",
     "worker.cli.reconcile",
     "worker.cli.campaign",
+    "worker.cli.verify",
     "worker.cli.demo",
 )
 
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    from producers.errors import SettingError
     from worker.settings import ConfigurationError
 
     parser = build_parser()
@@ -128,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_PIPE_CLOSED
-    except (UsageError, ConfigurationError) as exc:
+    except (UsageError, ConfigurationError, SettingError) as exc:
         print(f"sendcloud-jobs: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:

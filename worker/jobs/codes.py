@@ -2,6 +2,7 @@
 
 Both run on the codes queue so they never wait behind bulk sends, and both carry ``expires_at``:
 a code is never sent after it (the job ends as ``expired``), nor retried into a time after it.
+A verification's job (``producers.verification``) carries its code sealed; ``prepare`` opens it.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 from producers.contract import CODES_QUEUE, SEND_CODE_ACTOR, SEND_VOICE_CODE_ACTOR
 from worker.jobs.runner import Payload
 from worker.jobs.sms import SmsFamily
+from worker.jobs.verification import unsealed
 from worker.sendcloud.client import SendCloudClient
 from worker.sendcloud.models import SmsResult
+from worker.settings import Settings
 
 
 class _ExpiringCode(SmsFamily):
@@ -19,6 +22,9 @@ class _ExpiringCode(SmsFamily):
     def expires_at(self, payload: Payload) -> float | None:
         value = payload.get("expires_at")
         return None if value is None else float(value)
+
+    def prepare(self, payload: Payload, settings: Settings) -> Payload:
+        return unsealed(payload, settings)
 
 
 class CodeJob(_ExpiringCode):

@@ -47,10 +47,12 @@ from worker.jobs.campaign import CANCELLED_MESSAGE, cancel_requested
 from worker.jobs.idempotency import Claim, JobLedger, window_left
 from worker.jobs.pause import AccountPause
 from worker.jobs.results import Ending
+from worker.jobs.verification import count_verification_sent
 from worker.runtime import Runtime
 from worker.sendcloud import codes, errors
 from worker.sendcloud.client import SendCloudClient
 from worker.sendcloud.retries import call_with_retries
+from worker.settings import ConfigurationError, Settings
 
 log = structlog.get_logger("worker.jobs")
 
@@ -85,6 +87,11 @@ class JobType(ABC):
 
     def expires_at(self, payload: Payload) -> float | None:
         return None
+
+    def prepare(self, payload: Payload, settings: Settings) -> Payload:
+        """The payload as the call needs it, made before anything is sent (a sealed code is
+        unsealed here, in memory only); an error here leaves nothing in doubt."""
+        return payload
 
     @abstractmethod
     def call(self, client: SendCloudClient, payload: Payload, request_id: str) -> Any: ...
@@ -150,7 +157,8 @@ def outcome_unknown(exc: errors.SendCloudError) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, errors.SendCloudError):
+    # Other exceptions may carry anything in their text; these name only a code or a setting.
+    if isinstance(exc, errors.SendCloudError | ConfigurationError):
         return str(exc)
     return type(exc).__name__
 
@@ -229,6 +237,10 @@ class JobRunner:
                 return self._run_claimed(attempt)
             except (dramatiq.Retry, PermanentJobFailure, ClaimLost):
                 raise
+            except ConfigurationError as exc:
+                # A worker's setting is missing: said plainly, retried (it may be fixed soon).
+                log.error("job.misconfigured", error=str(exc))
+                return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
             except Exception as exc:
                 # A bug or a Redis/infrastructure failure: give the claim back and retry like a
                 # transient error; if it struck mid-call the send may have happened.
@@ -263,11 +275,12 @@ class JobRunner:
                                         minimum=paused, refund=True)
         request_id = a.claim.request_id
         client = self.runtime.client()
+        prepared = job.prepare(payload, settings)
 
         def call_once() -> Any:
             self._recheck(a)
             try:
-                return job.call(client, payload, request_id)
+                return job.call(client, prepared, request_id)
             except errors.SendCloudError as exc:
                 # Remembered across the in-call tries: the last one's error alone would hide
                 # an earlier try that SendCloud may have accepted.
@@ -354,6 +367,8 @@ class JobRunner:
             log.warning("job.claim_lost", outcome=outcome)
             return None
         metrics.record_job_outcome(str(record.get("kind")), outcome)
+        if outcome == "sent" and a.payload.get("verification_id"):
+            count_verification_sent(self.runtime.redis, str(record.get("kind")))
         fields = {"outcome": outcome, "status_code": record.get("status_code"),
                   "attempts": a.claim.attempts, "entry": entry}
         if outcome == "needs_review":
