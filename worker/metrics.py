@@ -11,7 +11,10 @@ A worker started with ``dramatiq worker.app`` serves everything on one port,
 - ``sendcloud_job_outcomes_total{kind,outcome}``: one per result record a worker writes;
 - ``sendcloud_queue_depth{queue}``: messages not yet acknowledged on each product queue, its
   delay queue (``.DQ``) and its dead-letter queue (``.XQ``), read from Redis at scrape time;
-- ``sendcloud_redis_up``: 1 when that read worked.
+- ``sendcloud_redis_up``: 1 when that read worked;
+- ``sendcloud_verifications_total{channel,event}``, ``sendcloud_verifications_refused_total
+  {channel,rule}`` and ``sendcloud_verification_approval_ratio``: verification counters kept in
+  Redis by producers and workers (``producers.verification``), read at scrape time.
 
 Dramatiq runs several worker processes, so metrics use prometheus_client's multiprocess mode: each
 process writes its values to files under ``dramatiq_prom_db`` (Dramatiq's variable, default
