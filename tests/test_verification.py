@@ -324,3 +324,4 @@ def test_the_metrics_read_the_counters_and_the_approval_share(
     assert 'sendcloud_verifications_total{channel="sms",event="approved"} 1.0' in text
     assert 'sendcloud_verifications_refused_total{channel="sms",rule="cooldown"} 1.0' in text
     assert "sendcloud_verification_approval_ratio 0.5" in text
+    assert "sendcloud_verification_breaker_open 0.0" in text

@@ -11,6 +11,7 @@ import pytest
 
 from producers import VerificationRefused, Verifier, VerifySettings
 from tests.jobs_harness import Stack, stack_factory
+from worker.logs import configure_logging
 
 SECRET = "test-verify-secret-0123456789"
 
@@ -26,8 +27,11 @@ def delivered(stack: Stack, phone: str) -> list[tuple[str, str]]:
     return [(e.kind, e.text) for e in stack.sim.ledger.entries() if e.phone == phone]
 
 
-def test_the_code_a_phone_receives_is_the_one_that_checks(make: Callable[..., Stack]) -> None:
-    stack = make(verify_secret=SECRET)
+def test_the_code_a_phone_receives_is_the_one_that_checks(
+    make: Callable[..., Stack], capfd: pytest.CaptureFixture[str]
+) -> None:
+    stack = make(verify_secret=SECRET, log_level="DEBUG")
+    configure_logging(stack.settings)
     verifier = Verifier(stack.producer, VerifySettings(secret=SECRET, sign_id=1, cooldown=0))
     first = verifier.start("13800000071")
     voice = verifier.start("13800000071", channel="voice")  # the SMS is late: call instead
@@ -39,6 +43,14 @@ def test_the_code_a_phone_receives_is_the_one_that_checks(make: Callable[..., St
     [(sms_kind, code), (voice_kind, spoken)] = delivered(stack, "13800000071")
     assert (sms_kind, voice_kind, spoken) == ("code", "voice", code)
     assert verifier.check("13800000071", code).approved
+    # Neither the records nor a log line (at debug level) carries the code or the secret.
+    values = [str(v) for r in records for v in r.values()]
+    values += [str(v) for r in records for p in r["recipients"] for v in p.values()]
+    assert code not in values
+    logs = capfd.readouterr()
+    assert "verify-" in logs.out + logs.err  # the jobs did log, under their keys
+    assert SECRET not in logs.out + logs.err
+    assert f"={code}" not in logs.out + logs.err and f"'{code}'" not in logs.out + logs.err
     assert stack.redis.hget("sendcloud:verify:counts", "sms:sent") == b"1"
     assert stack.redis.hget("sendcloud:verify:counts", "voice:sent") == b"1"
 

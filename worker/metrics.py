@@ -13,8 +13,9 @@ A worker started with ``dramatiq worker.app`` serves everything on one port,
   delay queue (``.DQ``) and its dead-letter queue (``.XQ``), read from Redis at scrape time;
 - ``sendcloud_redis_up``: 1 when that read worked;
 - ``sendcloud_verifications_total{channel,event}``, ``sendcloud_verifications_refused_total
-  {channel,rule}`` and ``sendcloud_verification_approval_ratio``: verification counters kept in
-  Redis by producers and workers (``producers.verification``), read at scrape time.
+  {channel,rule}``, ``sendcloud_verification_approval_ratio`` and
+  ``sendcloud_verification_breaker_open``: verification counters kept in Redis by producers
+  and workers (``producers.verification``), read at scrape time.
 
 Dramatiq runs several worker processes, so metrics use prometheus_client's multiprocess mode: each
 process writes its values to files under ``dramatiq_prom_db`` (Dramatiq's variable, default
@@ -65,6 +66,7 @@ REDIS_UP = "sendcloud_redis_up"
 VERIFICATIONS = "sendcloud_verifications_total"
 VERIFICATIONS_REFUSED = "sendcloud_verifications_refused_total"
 VERIFICATION_APPROVAL = "sendcloud_verification_approval_ratio"
+VERIFICATION_BREAKER = "sendcloud_verification_breaker_open"
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class VerificationCollector:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        from producers.verification import COUNTS_KEY, VerifySettings, approval
+        from producers.verification import BREAKER_KEY, COUNTS_KEY, VerifySettings, approval
 
         events = CounterMetricFamily(
             VERIFICATIONS.removesuffix("_total"),
@@ -212,8 +214,12 @@ class VerificationCollector:
             VERIFICATION_APPROVAL,
             "Share of the verifications started in the breaker's window that were approved.",
         )
+        breaker = GaugeMetricFamily(
+            VERIFICATION_BREAKER, "1 while the verification breaker refuses new verifications."
+        )
         try:
             counts = self.client.hgetall(COUNTS_KEY)
+            open_for = int(self.client.ttl(BREAKER_KEY))
             started, approved = approval(self.client, self.settings or VerifySettings.from_env())
         except redis.RedisError as err:
             log.warning("metrics.verifications_failed", error=str(err))
@@ -225,8 +231,10 @@ class VerificationCollector:
                 refused.add_metric(parts[1:], int(value))
             elif len(parts) == 2:
                 events.add_metric(parts, int(value))
+        breaker.add_metric([], 1 if open_for > 0 else 0)
         yield events
         yield refused
+        yield breaker
         if started:
             ratio.add_metric([], approved / started)
             yield ratio
