@@ -573,6 +573,29 @@ class ResultReader:
         ``block_ms``: wait up to that long for an entry when there is none; None: do not
         wait; 0: wait until one arrives (Redis's BLOCK 0).
         """
+        if block_ms is None:
+            return self._read_once(count, None)
+        if self.group is None and self.last_id == "$":
+            # "$" means "after the newest entry" anew on each XREAD: pin it once, so that an
+            # entry added between two slices below is not skipped.
+            newest: list[Any] = list(self.redis.xrevrange(self.stream, count=1) or [])
+            self.last_id = _text(newest[0][0]) if newest else "0-0"
+        # A block as long as the client's socket timeout (redis-py's from_url sets 5 s) would
+        # end in a TimeoutError: wait in slices shorter than it, as long as asked.
+        timeout = self.redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if not timeout:
+            return self._read_once(count, block_ms)
+        step = max(int(timeout * 1000) - 500, int(timeout * 500), 1)
+        left = block_ms
+        while True:
+            this = step if block_ms == 0 else min(step, left)
+            records = self._read_once(count, this)
+            if block_ms != 0:
+                left -= this
+            if records or (block_ms != 0 and left <= 0):
+                return records
+
+    def _read_once(self, count: int, block_ms: int | None) -> list[ResultRecord]:
         if self.group is None:
             records = _records(
                 self.redis.xread({self.stream: self.last_id}, count=count, block=block_ms)

@@ -207,3 +207,20 @@ def test_get_result_shapes_a_stored_result_like_the_stream(redis_client: redis.R
         "sms_ids": ["a$1"], "recipients": [], "attempts": 1,
         "finished_at": "2024-11-22T10:00:00+00:00",
     }  # fmt: skip
+
+
+def test_a_block_longer_than_the_socket_timeout_waits_it_out(redis_url: str) -> None:
+    """redis-py's from_url gives clients a 5 s socket timeout; a reader that blocks longer,
+    as the README's loop does, must wait, not fail."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.6)
+    try:
+        create_result_streams(client)
+        plain = ResultReader(client, SMS_RESULTS_STREAM, start_id="$")
+        group = ResultReader(client, SMS_RESULTS_STREAM, group="g", consumer="c")
+        group.ensure_group()
+        assert plain.read(block_ms=1500) == []
+        assert group.read(block_ms=1500) == []
+        entry = add_result(client, SMS_RESULTS_STREAM, "k1")
+        assert [r.id for r in group.read(block_ms=0)] == [entry]  # 0: until one arrives
+    finally:
+        client.close()

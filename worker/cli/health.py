@@ -101,7 +101,7 @@ def check_redis_setup(settings: Settings) -> list[str]:
     for fine, text in report.lines():
         if report.evicts and text.startswith("eviction"):
             raise CheckFailed(f"redis {text}")
-        lines.append(f"{'ok  ' if fine else 'warn'} redis {text}")
+        lines.append(f"{'ok' if fine else 'warn':<5}redis {text}")
     return lines
 
 
@@ -152,7 +152,7 @@ def check_sms_credentials(client: Any, settings: Settings) -> str:
 
 def run_checks(settings: Settings, *, redis_only: bool, client: Any = None) -> list[str]:
     """Every check's success line, in order; raises CheckFailed at the first failure."""
-    lines = [f"ok  redis     {check_redis(settings)}"]
+    lines = [f"ok   redis       {check_redis(settings)}"]
     if redis_only:
         return lines
     lines += check_redis_setup(settings)
@@ -162,9 +162,9 @@ def run_checks(settings: Settings, *, redis_only: bool, client: Any = None) -> l
 
         client = SendCloudClient(settings)
     try:
-        lines.append(f"ok  mail api  {check_mail_credentials(client, settings)}")
-        lines.append(f"ok  sms clock {check_sms_clock(client)}")
-        lines.append(f"ok  sms api   {check_sms_credentials(client, settings)}")
+        lines.append(f"ok   mail api    {check_mail_credentials(client, settings)}")
+        lines.append(f"ok   sms clock   {check_sms_clock(client)}")
+        lines.append(f"ok   sms api     {check_sms_credentials(client, settings)}")
     finally:
         client.close()
     return lines
