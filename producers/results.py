@@ -514,6 +514,18 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _socket_timeout(client: redis.Redis) -> float | None:
+    """The read timeout the client's connections have (redis-py's default lives on the
+    connection class, not in the pool's arguments)."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        timeout = connection.socket_timeout
+    finally:
+        pool.release(connection)
+    return float(timeout) if timeout else None
+
+
 class StreamNotFound(LookupError):
     """The result stream does not exist in this Redis: no worker ever started against it."""
 
@@ -582,7 +594,7 @@ class ResultReader:
             self.last_id = _text(newest[0][0]) if newest else "0-0"
         # A block as long as the client's socket timeout (redis-py's from_url sets 5 s) would
         # end in a TimeoutError: wait in slices shorter than it, as long as asked.
-        timeout = self.redis.connection_pool.connection_kwargs.get("socket_timeout")
+        timeout = _socket_timeout(self.redis)
         if not timeout:
             return self._read_once(count, block_ms)
         step = max(int(timeout * 1000) - 500, int(timeout * 500), 1)

@@ -213,7 +213,9 @@ def test_a_block_longer_than_the_socket_timeout_waits_it_out(redis_url: str) -> 
     """redis-py's from_url gives clients a 5 s socket timeout; a reader that blocks longer,
     as the README's loop does, must wait, not fail."""
     client = redis.Redis.from_url(redis_url, socket_timeout=0.6)
+    default = redis.Redis.from_url(redis_url)  # redis-py's own default: 5 s
     try:
+        assert ResultReader(default, SMS_RESULTS_STREAM).read(block_ms=5500) == []
         create_result_streams(client)
         plain = ResultReader(client, SMS_RESULTS_STREAM, start_id="$")
         group = ResultReader(client, SMS_RESULTS_STREAM, group="g", consumer="c")
@@ -224,3 +226,4 @@ def test_a_block_longer_than_the_socket_timeout_waits_it_out(redis_url: str) -> 
         assert [r.id for r in group.read(block_ms=0)] == [entry]  # 0: until one arrives
     finally:
         client.close()
+        default.close()
