@@ -154,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise RuntimeError(f"the campaign never started sending:\n{worker.log_tail()}")
             drain_started = time.time()
             index = args.codes
-            while not campaign_status(CAMPAIGN_ID, producer=producer).finished:
+            # At least one loaded code, even when a small campaign drains between two polls.
+            while not loaded or not campaign_status(CAMPAIGN_ID, producer=producer).finished:
                 _send_code(producer, index, loaded)
                 index += 1
                 time.sleep(args.interval)

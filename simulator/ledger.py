@@ -34,10 +34,39 @@ class LedgerEntry:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """The recipients one request delivered to: they share all but the phone and the smsId.
+
+    Kept as two plain lists per request rather than an object per recipient: at millions of
+    entries, per-entry objects made every send slower (the cyclic GC walks them all)."""
+
+    first_seq: int
+    kind: str
+    template_id: int | None
+    send_request_id: str | None
+    at: float
+    msg_type: int | None
+    text: str
+    phones: list[str]
+    sms_ids: list[str]
+
+    def entries(self) -> list[LedgerEntry]:
+        return [
+            LedgerEntry(seq, self.kind, phone, self.template_id, self.send_request_id, sms_id,
+                        self.at, self.msg_type, self.text)
+            for seq, phone, sms_id in zip(
+                range(self.first_seq, self.first_seq + len(self.phones)), self.phones,
+                self.sms_ids, strict=True,
+            )
+        ]
+
+
 class Ledger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: list[LedgerEntry] = []
+        self._batches: list[_Batch] = []
+        self._count = 0
 
     def record(
         self,
@@ -51,33 +80,55 @@ class Ledger:
         msg_type: int | None = None,
         text: str = "",
     ) -> LedgerEntry:
-        with self._lock:
-            entry = LedgerEntry(
-                seq=len(self._entries) + 1,
-                kind=kind,
-                phone=phone,
-                template_id=template_id,
-                send_request_id=send_request_id,
-                sms_id=sms_id,
-                at=at,
-                msg_type=msg_type,
-                text=text,
-            )
-            self._entries.append(entry)
-            return entry
+        [entry] = self.record_many(
+            kind=kind, phones=[phone], sms_ids=[sms_id], at=at, template_id=template_id,
+            send_request_id=send_request_id, msg_type=msg_type, text=text,
+        )  # fmt: skip
+        return entry
 
-    def entries(self) -> list[LedgerEntry]:
+    def record_many(
+        self,
+        *,
+        kind: str,
+        phones: list[str],
+        sms_ids: list[str],
+        at: float,
+        template_id: int | None = None,
+        send_request_id: str | None = None,
+        msg_type: int | None = None,
+        text: str = "",
+    ) -> list[LedgerEntry]:
+        """One request's deliveries, in order; returns their entries."""
         with self._lock:
-            return list(self._entries)
+            batch = _Batch(self._count + 1, kind, template_id, send_request_id, at, msg_type,
+                           text, phones, sms_ids)  # fmt: skip
+            self._batches.append(batch)
+            self._count += len(phones)
+        return batch.entries() if len(phones) == 1 else []
+
+    def entries(self, since: int = 0) -> list[LedgerEntry]:
+        """Every entry (``since``: only those with a larger seq), in order."""
+        with self._lock:
+            batches = list(self._batches)
+        found: list[LedgerEntry] = []
+        for batch in batches:
+            if batch.first_seq + len(batch.phones) - 1 > since:
+                found += [e for e in batch.entries() if e.seq > since]
+        return found
 
     def count_by_phone(self) -> dict[str, int]:
         with self._lock:
-            return dict(Counter(entry.phone for entry in self._entries))
+            batches = list(self._batches)
+        counts: Counter[str] = Counter()
+        for batch in batches:
+            counts.update(batch.phones)
+        return dict(counts)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._entries)
+            return self._count
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._batches.clear()
+            self._count = 0

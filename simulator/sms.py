@@ -32,6 +32,11 @@ the request took effect (200/311), so a client may retry a refused request with 
 A repeat then answers ``{"result": false, "statusCode": 400, "message": "duplicate request",
 "info": {}}`` or, with ``duplicate_mode = "replay"``, the first reply again.
 
+smsIds look like SendCloud's, ``<ms>_<n>_<kind>_<msgType>_<suffix>$<phone>``: ``n`` counts every
+id, the suffix is one per request. The per-phone send history behind 496/498 is kept only while
+a limit is set (``set_phone_limits``): sends made before then do not count toward it, and a
+campaign of millions costs no memory for it.
+
 ``timestamp/get`` answers ``info: {"timestamp": <server time in ms>}``; the server time is the
 clock plus ``clock_offset_ms``, which also decides the 461 check.
 """
@@ -44,7 +49,6 @@ import string
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from random import Random
 from typing import Any
 
 from simulator.ledger import Ledger
@@ -63,7 +67,7 @@ _MAINLAND = re.compile(r"1[3-9]\d{9}")
 _INTERNATIONAL = re.compile(r"(?:\+|00)?[1-9]\d{6,14}")
 _CODE = re.compile(r"\d{4,6}")
 _LINK = re.compile(r"https?://", re.IGNORECASE)
-_ID_CHARS = string.digits + string.ascii_lowercase
+_KIND_NUMBERS = {"sms": 3, "code": 5, "voice": 7}
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,23 @@ class Template:
 
 @dataclass(frozen=True)
 class Delivery:
+    """What one request delivers: its recipients share all but their phone."""
+
     kind: str
-    phone: str
+    phones: list[str]
     text: str
     template_id: int | None = None
     msg_type: int | None = None
+
+
+# smsId suffixes: six base-36 characters from a counter, scattered by a multiplication (odd,
+# so a bijection modulo 36**6): no random draw needed.
+_B36 = string.digits + string.ascii_lowercase
+_HALF = [a + b + c for a in _B36 for b in _B36 for c in _B36]
+_SPACE = 36**6
+
+
+_K = 2654435761
 
 
 class SmsApi:
@@ -104,7 +120,6 @@ class SmsApi:
         # Ids in the order they were accepted, so expiry looks only at the oldest ones.
         self._accept_order: deque[tuple[float, tuple[str, str]]] = deque()
         self._sends_by_phone: dict[str, deque[float]] = {}
-        self._rng = Random(self._seed)
         self._id_counter = 0
 
     def server_ms(self) -> int:
@@ -129,7 +144,7 @@ class SmsApi:
     def _serve(
         self,
         params: Params,
-        plan: Callable[[Params], tuple[list[Delivery], list[dict[str, Any]]]],
+        plan: Callable[[Params], tuple[Delivery, list[dict[str, Any]]]],
     ) -> dict[str, Any]:
         user = check_sms_request(
             params, sms_user=self.sms_user, sms_key=self._sms_key, server_ms=self.server_ms()
@@ -144,18 +159,18 @@ class SmsApi:
                     return earlier
                 raise ApiError(400)
         _check_tag(params.get("tag", ""))
-        deliveries, failed = plan(params)
-        if not deliveries:
+        delivery, failed = plan(params)
+        if not delivery.phones:
             if len(failed) == 1:
                 raise ApiError(412)
             raise ApiError(312, info={"successCount": 0, "failedCount": len(failed),
                                       "items": failed})
-        self._check_limits([d.phone for d in deliveries])
+        self._check_limits(delivery.phones)
         if self.balance is not None:
-            if self.balance < len(deliveries):
+            if self.balance < len(delivery.phones):
                 raise ApiError(499)
-            self.balance -= len(deliveries)
-        sms_ids = [self._deliver(d, request_id) for d in deliveries]
+            self.balance -= len(delivery.phones)
+        sms_ids = self._deliver(delivery, request_id)
         if failed:
             reply = envelope(311, {"successCount": len(sms_ids), "failedCount": len(failed),
                                    "items": failed, "smsIds": sms_ids})
@@ -182,6 +197,9 @@ class SmsApi:
         return None if found is None else found[1]
 
     def _check_limits(self, phones: list[str]) -> None:
+        per_day, per_minute = self.per_day, self.per_minute
+        if per_day is None and per_minute is None:
+            return  # no limit set: no per-phone history is kept either (see _deliver)
         now = self._clock()
         today = shanghai_date(now)
         for phone in phones:
@@ -190,30 +208,37 @@ class SmsApi:
                 continue
             while times and now - times[0] > 2 * 86400:
                 times.popleft()
-            per_day, per_minute = self.per_day, self.per_minute
             if per_day is not None and sum(shanghai_date(t) == today for t in times) >= per_day:
                 raise ApiError(498)
             if per_minute is not None and sum(now - t < 60 for t in times) >= per_minute:
                 raise ApiError(496)
 
-    def _deliver(self, delivery: Delivery, request_id: str | None) -> str:
+    def _deliver(self, delivery: Delivery, request_id: str | None) -> list[str]:
+        """Record the request's deliveries; their smsIds, in order."""
         now = self._clock()
-        self._id_counter += 1
-        suffix = "".join(self._rng.choice(_ID_CHARS) for _ in range(6))
-        kind_no = {"sms": 3, "code": 5, "voice": 7}[delivery.kind]
-        sms_id = (f"{int(now * 1000)}_{self._id_counter}_{kind_no}_{delivery.msg_type or 0}"
-                  f"_{suffix}${delivery.phone}")
-        self._ledger.record(
-            kind=delivery.kind, phone=delivery.phone, sms_id=sms_id, at=now,
+        prefix = f"{int(now * 1000)}_"
+        middle = f"_{_KIND_NUMBERS[delivery.kind]}_{delivery.msg_type or 0}_"
+        first = self._id_counter + 1
+        self._id_counter += len(delivery.phones)
+        # One random-looking suffix per request, as in SendCloud's ids: the counter before it
+        # and the phone after it make each id unique.
+        x = ((first + self._seed * 1_000_003) * _K) % _SPACE
+        middle += f"{_HALF[x // 46656]}{_HALF[x % 46656]}$"
+        sms_ids = [f"{prefix}{n}{middle}{phone}" for n, phone in enumerate(delivery.phones, first)]
+        self._ledger.record_many(
+            kind=delivery.kind, phones=delivery.phones, sms_ids=sms_ids, at=now,
             template_id=delivery.template_id, send_request_id=request_id,
             msg_type=delivery.msg_type, text=delivery.text,
-        )
-        self._sends_by_phone.setdefault(delivery.phone, deque()).append(now)
-        return sms_id
+        )  # fmt: skip
+        if self.per_day is not None or self.per_minute is not None:
+            # Kept only while a limit is set: at millions of numbers it is most of the memory.
+            for phone in delivery.phones:
+                self._sends_by_phone.setdefault(phone, deque()).append(now)
+        return sms_ids
 
     # -- per-endpoint validation -----------------------------------------------------------
 
-    def _plan_send(self, params: Params) -> tuple[list[Delivery], list[dict[str, Any]]]:
+    def _plan_send(self, params: Params) -> tuple[Delivery, list[dict[str, Any]]]:
         raw_template = params.get("templateId", "").strip()
         if not raw_template:
             raise ApiError(433)
@@ -237,17 +262,17 @@ class SmsApi:
         if len(set(phones)) != len(phones):
             raise ApiError(413)
         text = _render(template.text, variables)
-        deliveries: list[Delivery] = []
+        good: list[str] = []
         failed: list[dict[str, Any]] = []
+        match = _MAINLAND.fullmatch
         for phone in phones:
-            if _MAINLAND.fullmatch(phone):
-                deliveries.append(Delivery("sms", phone, text, template.template_id,
-                                           template.msg_type))
+            if match(phone):
+                good.append(phone)
             else:
                 failed.append({"phone": phone, "vars": variables, "message": BAD_PHONE})
-        return deliveries, failed
+        return Delivery("sms", good, text, template.template_id, template.msg_type), failed
 
-    def _plan_code(self, params: Params) -> tuple[list[Delivery], list[dict[str, Any]]]:
+    def _plan_code(self, params: Params) -> tuple[Delivery, list[dict[str, Any]]]:
         msg_type = params.get("msgType", "").strip() or "0"
         if msg_type not in ("0", "2"):
             raise ApiError(482, "msgType must be 0 or 2")
@@ -259,11 +284,11 @@ class SmsApi:
                 raise ApiError(431, "signature (signId) does not exist")
         elif not params.get("signName", "").strip():
             raise ApiError(433, "signId or signName cannot be empty")
-        return [Delivery("code", phone, code, None, int(msg_type))], []
+        return Delivery("code", [phone], code, None, int(msg_type)), []
 
-    def _plan_voice(self, params: Params) -> tuple[list[Delivery], list[dict[str, Any]]]:
+    def _plan_voice(self, params: Params) -> tuple[Delivery, list[dict[str, Any]]]:
         phone = _single_phone(params, _MAINLAND)
-        return [Delivery("voice", phone, _code(params))], []
+        return Delivery("voice", [phone], _code(params)), []
 
 
 def _single_phone(params: Params, pattern: re.Pattern[str]) -> str:

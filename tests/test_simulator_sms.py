@@ -166,6 +166,22 @@ def test_more_than_2000_phones_is_412_and_2000_is_accepted(setup):
     assert len(sim.ledger.entries()) == 2000
 
 
+def test_sms_ids_are_unique_across_requests_and_the_ledger_reads_from_a_seq(setup):
+    sim, client, _ = setup
+    ids: list[str] = []
+    for r in range(3):
+        phones = [f"138{r}{i:07d}" for i in range(2000)]
+        ids += send(client, phone=",".join(phones))["info"]["smsIds"]
+    voice = client.sms("sendVoice", phone=PHONE, code="1234")["info"]["smsIds"]
+    assert len(set(ids + voice)) == 6001
+    suffixes = [{i.split("_")[4][:6] for i in ids[k : k + 2000]} for k in (0, 2000)]
+    assert len(suffixes[0]) == 1 and suffixes[0] != suffixes[1]  # one per request
+    later = sim.ledger.entries(since=5999)
+    assert [(e.seq, e.kind, e.phone, e.sms_id) for e in later] == [
+        (6000, "sms", "1382" + f"{1999:07d}", ids[-1]), (6001, "voice", PHONE, voice[0])]
+    assert len(sim.ledger) == 6001
+
+
 def test_partial_success_is_311_with_result_true(setup):
     sim, client, _ = setup
     reply = send(client, phone=f"{PHONE},1312222", vars='{"name":"a"}')
