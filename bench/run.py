@@ -44,6 +44,7 @@ BENCHES = (
     Bench("isolation", ("--n", "1000000"), ("--n", "20000", "--codes", "30")),
     Bench("poller", (), ("--records", "5000"), output_option="--out"),
     Bench("memory", ("--n", "100000"), ("--n", "2000")),
+    Bench("simulator", ("--n", "2000000"), ("--n", "40000")),
 )
 
 

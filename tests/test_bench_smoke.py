@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import isolation, memory, overhead
+from bench import isolation, memory, overhead, simulator
 from bench.run import rows_of
 
 pytestmark = pytest.mark.skipif(
@@ -31,6 +31,9 @@ EXPECTED: dict[str, tuple[Callable[[Sequence[str] | None], int], list[str], set[
     "memory": (memory.main, ["--n", "300", "--sample-every", "0.1"],
                {"rss_at_10pct_mib", "rss_at_50pct_mib", "rss_at_100pct_mib",
                 "growth_50_100_pct", "processes"}),
+    "simulator": (simulator.main, ["--n", "20000"],
+                  {"cpu_ms_per_send_first_10pct", "cpu_ms_per_send_last_10pct",
+                   "last_over_first"}),
 }
 
 
