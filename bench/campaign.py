@@ -198,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate = run_child("validate", f"{base}/1", path)
         client = redis.Redis.from_url(f"{base}/1")
         client.flushdb()  # the baseline's messages; what Redis holds next is the campaign's
+        empty = int(client.info("memory")["used_memory"])
         campaign = run_child("campaign", f"{base}/0", path)
         figures: dict[str, Any] = {
             "enqueue_seconds": round(campaign["seconds"], 2),
@@ -216,10 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures.update(drain(f"{base}/0", args.latency, args.processes, args.threads,
                                  args.drain_deadline, logs))
             figures["redis_mb_after_drain"] = _redis_mb(client)
+            # Everything the campaign left: chunk records, stream entries, phones, queues.
+            held = int(client.info("memory")["used_memory"]) - empty
+            figures["redis_bytes_per_number_after_drain"] = round(held / args.n, 1)
     targets = [Target("enqueue_peak_rss_mb", "<", 200)]
     if not args.skip_drain:
         targets += [Target("max_deliveries_per_number", "<=", 1),
-                    Target("delivered_numbers", ">=", campaign["valid"])]
+                    Target("delivered_numbers", ">=", campaign["valid"]),
+                    Target("redis_bytes_per_number_after_drain", "<=", 64),
+                    Target("drain_ratio_to_ideal", "<=", 2.0)]
     report("campaign",
            {"n": args.n, "latency": args.latency, "processes": args.processes,
             "threads": args.threads, "logs": str(logs)},

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from producers.campaign import (
     DEFAULT_RETENTION,
@@ -23,6 +23,7 @@ from producers.campaign import (
     chunk_prefix,
     validate_campaign_id,
 )
+from producers.chunk_results import Recipient, recipients
 from producers.contract import RECONCILE_KEY
 from producers.idempotency import FIELD_RESULT, record_key
 from producers.producer import Producer, default_producer
@@ -181,18 +182,15 @@ local now = string.format('%d.%06d', t[1], t[2])
 for _, idx in ipairs(unclaimed) do
     local rec = ARGV[3] .. idx
     -- The final record a worker's cancel would write (its fields: producers.results).
-    local recipients = {}
     local csv = redis.call('HGET', meta .. ':phones', idx) or ''
-    for phone in string.gmatch(csv, '[^,]+') do
-        recipients[#recipients + 1] = {phone = phone, outcome = 'cancelled', sms_id = cjson.null,
-            status_code = cjson.null, message = ARGV[5]}
-    end
+    local _, commas = string.gsub(csv, ',', '')
+    local phones = (csv == '') and 0 or commas + 1
     local body = cjson.encode({key = ARGV[4] .. idx, kind = 'sms', outcome = 'cancelled',
         status_code = cjson.null, message = ARGV[5], attempts = 0, finished_at = now,
-        campaign_id = ARGV[7], chunk_index = tonumber(idx)})
-    -- cjson writes an empty table as {}: the two lists are spliced in as JSON text.
-    local result = string.sub(body, 1, -2) .. ',"sms_ids":[],"recipients":'
-        .. (#recipients > 0 and cjson.encode(recipients) or '[]') .. '}'
+        campaign_id = ARGV[7], chunk_index = tonumber(idx), accepted = 0, failed = 0,
+        cancelled = phones, review = 0})
+    -- cjson writes an empty table as {}: the list is spliced in as JSON text.
+    local result = string.sub(body, 1, -2) .. ',"failures":[]}'
     redis.call('HSET', rec, 'kind', 'sms', 'state', 'failed', 'result', result,
         'updated_at', now, 'finished_at', now, 'discarded_at', now)
     redis.call('HDEL', rec, 'job', 'due_at')
@@ -267,20 +265,15 @@ REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message")
 _REPORT_BATCH = 50  # chunks per round trip
 
 
-def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None = None) -> int:
-    """Write the CSV report (``phone,outcome,smsId,statusCode,message``) to ``out``.
-
-    One row per unique valid number (sent, failed, duplicate, cancelled, needs_review or still
-    pending) in input order, then one per refused entry (``invalid``, with its position in the
-    input). Returns the number of rows written.
-    """
+def campaign_recipients(
+    campaign_id: str, *, producer: Producer | None = None
+) -> Iterator[Recipient]:
+    """Every unique valid number of the campaign with its outcome, in input order, read a few
+    chunks at a time (constant memory): ``pending`` for chunks not yet ended."""
     producer = producer or default_producer()
     status = campaign_status(campaign_id, producer=producer)
     meta = campaign_key(campaign_id)
     generation = int(producer.redis.hget(meta, "generation") or 0)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REPORT_HEADER)
-    rows = 0
     for start in range(0, status.chunks, _REPORT_BATCH):
         indexes = list(range(start, min(start + _REPORT_BATCH, status.chunks)))
         with producer.redis.pipeline(transaction=False) as pipe:
@@ -292,9 +285,25 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
         for phones_csv, summary, record in zip(phones_list, summaries, records, strict=True):
             if phones_csv is None:
                 continue  # recorded by no run yet (the producer is still reading)
-            for row in _chunk_rows(_text(phones_csv).split(","), summary, record):
-                writer.writerow(row)
-                rows += 1
+            yield from _chunk_recipients(_text(phones_csv).split(","), summary, record)
+
+
+def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None = None) -> int:
+    """Write the CSV report (``phone,outcome,smsId,statusCode,message``) to ``out``.
+
+    One row per unique valid number (sent, failed, duplicate, cancelled, needs_review or still
+    pending) in input order, then one per refused entry (``invalid``, with its position in the
+    input). Returns the number of rows written.
+    """
+    producer = producer or default_producer()
+    status = campaign_status(campaign_id, producer=producer)
+    meta = campaign_key(campaign_id)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REPORT_HEADER)
+    rows = 0
+    for r in campaign_recipients(campaign_id, producer=producer):
+        writer.writerow((r.phone, r.outcome, _cell(r.sms_id), _cell(r.status_code), r.message))
+        rows += 1
     invalid_key = f"{meta}:invalid"
     for start in range(0, status.invalid, 10_000):
         for entry in producer.redis.lrange(invalid_key, start, start + 9_999):
@@ -304,36 +313,22 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
     return rows
 
 
-Row = tuple[str, str, str, str, str]
-
-
-def _chunk_rows(phones: list[str], summary_text: bytes | None, record_text: bytes | None
-                ) -> Iterable[Row]:
-    """A chunk's rows: from its job's final record (per recipient) when the worker counted it,
-    else ``pending``."""
+def _chunk_recipients(phones: list[str], summary_text: bytes | None, record_text: bytes | None
+                      ) -> Iterable[Recipient]:
+    """A chunk's recipients: from its job's final record when the worker counted it, else
+    ``pending``."""
     if summary_text is None:
         for phone in phones:
-            yield phone, "pending", "", "", ""
+            yield Recipient(phone, "pending", None, None, "")
         return
     summary = json.loads(summary_text)
-    by_phone: dict[str, dict[str, Any]] = {}
     try:
         record = json.loads(record_text) if record_text is not None else {}
     except ValueError:
         record = {}
-    recipients = record.get("recipients") if isinstance(record, dict) else None
-    for item in recipients if isinstance(recipients, list) else []:
-        if isinstance(item, dict) and item.get("phone"):
-            by_phone[str(item["phone"])] = item
-    chunk_outcome = str(summary.get("outcome") or "")
-    for phone in phones:
-        item = by_phone.get(phone)
-        if item is None or chunk_outcome == "cancelled":  # no recipient of it was sent
-            yield (phone, chunk_outcome, "", _cell(summary.get("status_code")),
-                   _cell(summary.get("message")))
-        else:
-            yield (phone, _cell(item.get("outcome")) or chunk_outcome, _cell(item.get("sms_id")),
-                   _cell(item.get("status_code")), _cell(item.get("message")))
+    if not isinstance(record, dict) or record.get("outcome") != summary.get("outcome"):
+        record = summary  # the record expired or is unreadable: the chunk's own outcome
+    yield from recipients(phones, record)
 
 
 def _cell(value: object) -> str:

@@ -34,8 +34,28 @@ recipients      list     one per phone: ``{phone, outcome, sms_id, status_code, 
                          SendCloud's own reason in ``message``
 attempts        int      how many attempts claimed the job
 finished_at     time     when the job ended
-campaign_id     text     only on a campaign chunk, with ``chunk_index``
-chunk_index     int      only on a campaign chunk
+==============  =======  ===================================================================
+
+A campaign chunk (``kind=sms`` with ``campaign_id``): its recipients are kept once, compactly
+(:mod:`producers.chunk_results`), and read per number with ``producers.campaign_recipients`` or
+the campaign report. Its record, on the stream and from ``get_result``:
+
+==============  =======  ===================================================================
+key             text     ``campaign:<campaign_id>:<chunk_index>`` (``:g<n>:`` after discards)
+kind            text     ``sms``
+outcome         text     as above
+status_code     int      as above
+message         text     as above
+campaign_id     text     the campaign
+chunk_index     int      the chunk's place in the campaign, from 0
+accepted        int      numbers SendCloud accepted (sent, or a duplicate of an earlier send)
+failed          int      numbers refused or not sent (failed, expired)
+cancelled       int      numbers of a chunk cancelled before it was sent
+review          int      numbers whose fate needs a person (needs_review)
+failures        list     the numbers whose outcome differs from the chunk's own, e.g. those a
+                         311 refused: ``{phone, outcome, status_code, message}``
+attempts        int      how many attempts claimed the job
+finished_at     time     when the job ended
 ==============  =======  ===================================================================
 
 An alert (``kind=alert``, ``outcome=paused``), on the same stream, once per pause of the account
@@ -158,8 +178,23 @@ SMS_FIELDS: Schema = {
     "recipients": LIST,
     "attempts": INT,
     "finished_at": TIME,
+}
+
+CHUNK_FIELDS: Schema = {
+    "key": TEXT,
+    "kind": TEXT,
+    "outcome": TEXT,
+    "status_code": INT,
+    "message": TEXT,
     "campaign_id": TEXT,
     "chunk_index": INT,
+    "accepted": INT,
+    "failed": INT,
+    "cancelled": INT,
+    "review": INT,
+    "failures": LIST,
+    "attempts": INT,
+    "finished_at": TIME,
 }
 
 MEMBERS_FIELDS: Schema = {
@@ -235,12 +270,14 @@ EMAIL_GAP_FIELDS: Schema = {
 }
 
 RecordType = Literal[
-    "sms", "members", "alert", "breaker_alert", "campaign_finished", "email_status", "email_gap"
+    "sms", "campaign_chunk", "members", "alert", "breaker_alert", "campaign_finished",
+    "email_status", "email_gap",
 ]
 
 #: The one schema of every record kind: field → type, in the order records are written.
 RECORD_FIELDS: Mapping[RecordType, Schema] = {
     "sms": SMS_FIELDS,
+    "campaign_chunk": CHUNK_FIELDS,
     "members": MEMBERS_FIELDS,
     "alert": ALERT_FIELDS,
     "breaker_alert": BREAKER_ALERT_FIELDS,
@@ -266,7 +303,7 @@ def record_type(fields: Mapping[str, Any]) -> RecordType | None:
     if kind == "campaign" or fields.get("outcome") == "campaign_finished":
         return "campaign_finished"
     if kind in SMS_KINDS:
-        return "sms"
+        return "campaign_chunk" if fields.get("campaign_id") not in (None, "") else "sms"
     if kind in MEMBERS_KINDS:
         return "members"
     return None

@@ -136,20 +136,37 @@ def test_an_sms_entry_reads_typed_and_without_undocumented_fields(
     redis_client: redis.Redis,
 ) -> None:
     fields = read_one(redis_client, SMS_RESULTS_STREAM, {
-        "key": "campaign:c:2", "kind": "sms", "outcome": "needs_review", "status_code": "",
+        "key": "order-42", "kind": "sms", "outcome": "needs_review", "status_code": "",
         "message": "check", "sms_ids": "[]",
         "recipients": '[{"phone":"13800000000","outcome":"needs_review","sms_id":null,'
                       '"status_code":null,"message":""}]',
-        "attempts": "3", "finished_at": "2024-11-22T10:00:00+00:00", "campaign_id": "c",
-        "chunk_index": "2", "owner": "m1:3", "lease_until": "1732269600.000000",
+        "attempts": "3", "finished_at": "2024-11-22T10:00:00+00:00",
+        "owner": "m1:3", "lease_until": "1732269600.000000",
     })  # fmt: skip
     assert fields == {
-        "key": "campaign:c:2", "kind": "sms", "outcome": "needs_review", "status_code": None,
+        "key": "order-42", "kind": "sms", "outcome": "needs_review", "status_code": None,
         "message": "check", "sms_ids": [],
         "recipients": [{"phone": "13800000000", "outcome": "needs_review", "sms_id": None,
                         "status_code": None, "message": ""}],
-        "attempts": 3, "finished_at": "2024-11-22T10:00:00+00:00", "campaign_id": "c",
-        "chunk_index": 2,
+        "attempts": 3, "finished_at": "2024-11-22T10:00:00+00:00",
+    }  # fmt: skip
+
+
+def test_a_campaign_chunk_entry_is_a_summary(redis_client: redis.Redis) -> None:
+    fields = read_one(redis_client, SMS_RESULTS_STREAM, {
+        "key": "campaign:c:2", "kind": "sms", "outcome": "partial", "status_code": "311",
+        "message": "partial", "campaign_id": "c", "chunk_index": "2", "accepted": "1999",
+        "failed": "1", "cancelled": "0", "review": "0",
+        "failures": '[{"phone":"1380000","outcome":"failed","status_code":311,"message":"bad"}]',
+        "attempts": "1", "finished_at": "2024-11-22T10:00:00+00:00", "sms_ids_packed": "eJw=",
+    })  # fmt: skip
+    assert fields == {
+        "key": "campaign:c:2", "kind": "sms", "outcome": "partial", "status_code": 311,
+        "message": "partial", "campaign_id": "c", "chunk_index": 2, "accepted": 1999,
+        "failed": 1, "cancelled": 0, "review": 0,
+        "failures": [{"phone": "1380000", "outcome": "failed", "status_code": 311,
+                      "message": "bad"}],
+        "attempts": 1, "finished_at": "2024-11-22T10:00:00+00:00",
     }  # fmt: skip
 
 

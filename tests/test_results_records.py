@@ -15,6 +15,7 @@ import producers
 from producers import set_default_producer, start_campaign
 from producers.campaign import campaign_key
 from producers.campaign_report import campaign_status
+from producers.chunk_results import compact
 from producers.contract import MEMBERS_RESULTS_STREAM, SMS_RESULTS_STREAM
 from producers.idempotency import IdempotencyStore, payload_hash
 from producers.results import (
@@ -199,17 +200,24 @@ def test_a_record_reads_the_same_through_get_result_and_the_stream(stack: Stack)
 
 def test_the_builders_make_records_in_their_documented_shape() -> None:
     end = Ending("sms", "sent", None, "", 2, T0 + 0.5)
-    sms = sms_record({"key": "k", "campaign_id": "c", "chunk_index": 0}, end,
+    sms = sms_record({"key": "k"}, end,
                      recipients=[recipient("13800000001", "sent", sms_id="a$1")], sms_ids=["a$1"])
+    chunk_full = sms_record({"key": "k", "campaign_id": "c", "chunk_index": 0}, end, recipients=[
+        recipient("13800000001", "sent", sms_id="a$13800000001"),
+        recipient("13800000002", "failed", status_code=311, message="bad number")])
+    _, chunk = compact(chunk_full, ["13800000001", "13800000002"])
     members = members_record({"key": "k:part0", "part": 0, "parts": 2},
                              Ending("members_add", "failed", 404, "no", 1, T0))
     alert = alert_record("sendcloud:pause:u", account="u", status_code=499, message="no money",
                          seconds=30, now=T0)
-    for record in (sms, members, alert):
+    for record in (sms, chunk, members, alert):
         assert_documented(record)
         assert shape_record(record) == record
         assert decode_fields(flatten(record)) == record  # the stream entry reads back the same
     assert sms["finished_at"] == "2024-11-22T10:00:00.500000+00:00"
+    assert (chunk["accepted"], chunk["failed"]) == (1, 1)
+    assert chunk["failures"] == [{"phone": "13800000002", "outcome": "failed",
+                                  "status_code": 311, "message": "bad number"}]
     assert flatten(alert)["paused_seconds"] == "30.0"
 
 

@@ -15,13 +15,12 @@ The accounting also guards itself: it sets the chunk's bit in ``<c>:done`` and c
 bit was clear, so even a job that ran twice (its idempotency record expired while a duplicate
 message waited) adds its numbers once.
 
-Per chunk it adds, in the campaign hash ``<c>``: ``chunks_done`` +1 and each recipient to one of
-``accepted`` (sent, duplicate), ``failed`` (failed, expired), ``cancelled`` or ``review``
-(needs_review, or anything unforeseen); recipients the result does not list get the chunk's own
-outcome. It stores the chunk's outcome, statusCode and message in ``<c>:results``, and extends
-the job's idempotency record, whose ``result`` holds the per-recipient outcomes and smsIds the
-report reads, to the campaign's retention (rather than keeping a second copy of ~140 bytes per
-recipient).
+Per chunk it adds, in the campaign hash ``<c>``: ``chunks_done`` +1 and the counts the worker
+computed (``accepted``, ``failed``, ``cancelled``, ``review``: :mod:`producers.chunk_results`);
+phones the counts leave out get the chunk's own outcome. It stores the chunk's outcome,
+statusCode and message in ``<c>:results``, and extends the job's idempotency record, whose
+``result`` holds the packed smsIds and the failures the report reads, to the campaign's
+retention.
 
 Completion: when ``chunks_done`` reaches the sealed chunk count, the same script appends the one
 ``campaign_finished`` record (guarded by the ``finished_at`` field; Redis runs scripts one at a
@@ -51,8 +50,8 @@ CANCELLED_MESSAGE = "the campaign was cancelled before this chunk was sent"
 
 # A Lua function for the finish script. fields: the flat record (name, value, name, value...).
 # Returns the campaign_finished entry id, or false. It must never raise: it runs after the job's
-# final state is written, so odd input (no such campaign, a bad index, unreadable recipients)
-# is skipped or counted as needing review, never an error.
+# final state is written, so odd input (no such campaign, a bad index, unreadable counts) is
+# skipped or counted by the chunk's outcome, never an error.
 ACCOUNT_LUA = COMPLETE_LUA + """
 local sendcloud_campaign_classes = {sent = 'accepted', duplicate = 'accepted',
     failed = 'failed', expired = 'failed', cancelled = 'cancelled', needs_review = 'review'}
@@ -66,23 +65,18 @@ local function sendcloud_campaign_account(fields, stream, maxlen, now)
     if redis.call('EXISTS', meta) == 0 then return false end
     if redis.call('SETBIT', meta .. ':done', bit, 1) == 1 then return false end
     local outcome = rec['outcome'] or ''
-    local recipients = {}
-    local text = rec['recipients'] or ''
-    if text ~= '' then
-        local ok, decoded = pcall(cjson.decode, text)
-        if ok and type(decoded) == 'table' then recipients = decoded end
-    end
+    -- The worker counted the chunk's recipients (producers.chunk_results): no JSON here.
     local counts = {accepted = 0, failed = 0, cancelled = 0, review = 0}
     local listed = 0
-    for _, r in ipairs(recipients) do
-        listed = listed + 1
-        local class = 'review'
-        if outcome == 'cancelled' then
-            class = 'cancelled'
-        elseif type(r) == 'table' and type(r['outcome']) == 'string' then
-            class = sendcloud_campaign_classes[r['outcome']] or 'review'
+    for name, _ in pairs(counts) do
+        local n = tonumber(rec[name] or '')
+        if n and n > 0 and n % 1 == 0 then
+            counts[name] = n
+            listed = listed + n
         end
-        counts[class] = counts[class] + 1
+    end
+    if outcome == 'cancelled' then
+        counts = {accepted = 0, failed = 0, cancelled = listed, review = 0}
     end
     local csv = redis.call('HGET', meta .. ':phones', idx)
     if csv then

@@ -429,16 +429,19 @@ class JobLedger:
         stream: str,
         record: Mapping[str, Any],
         uncertain: bool = False,
+        stream_record: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Write the final state, the result and the stream entry at once; the entry id, or None
         when ``token`` no longer holds the claim (then nothing was written). ``uncertain``:
-        this attempt may have taken effect, so the record keeps ``uncertain_since``."""
+        this attempt may have taken effect, so the record keeps ``uncertain_since``.
+        ``stream_record``: what the stream entry holds, when not all of ``record`` (a campaign
+        chunk's packed smsIds stay in its record only)."""
         state = OUTCOME_STATES[outcome]
         args: list[str | int] = [
             token, _time_arg(now), state, json.dumps(dict(record)), self.maxlen, self.ttl, key,
             int(uncertain),
         ]
-        for name, value in flatten(record).items():
+        for name, value in flatten(record if stream_record is None else stream_record).items():
             args += [name, value]
         entry = self._finish(keys=[record_key(key), stream, RECONCILE_KEY], args=args)
         return None if entry is None else _text(entry)

@@ -40,6 +40,7 @@ from typing import Any
 import dramatiq
 import structlog
 
+from producers.chunk_results import compact
 from producers.contract import SMS_RESULTS_STREAM
 from worker import metrics
 from worker.jobs import policy
@@ -359,9 +360,13 @@ class JobRunner:
     # -- endings -----------------------------------------------------------------------------
 
     def _write(self, a: _Attempt, outcome: str, record: Record) -> str | None:
+        summary = None
+        if a.payload.get("campaign_id") is not None and "phones" in a.payload:
+            # A campaign chunk keeps its recipients once and compactly (producers.chunk_results).
+            record, summary = compact(record, [str(p) for p in a.payload["phones"]])
         entry = self.ledger.finish(a.key, a.claim.token, self._given(), outcome=outcome,
                                    stream=a.job.stream, record=record,
-                                   uncertain=a.no_reply)
+                                   uncertain=a.no_reply, stream_record=summary)
         if entry is None:
             # Another copy took the claim over (this one outlived its lease); it writes the record.
             log.warning("job.claim_lost", outcome=outcome)
