@@ -56,3 +56,25 @@ def test_any_sms_ids_pack_and_unpack(ids: list[str | None]) -> None:
     phones = [f"139{i:08d}" for i in range(len(ids))]
     ids = [None if i is None else (i + "$" + phones[n] if n % 2 else i) for n, i in enumerate(ids)]
     assert unpack_sms_ids(phones, pack_sms_ids(phones, ids)) == [i or None for i in ids]
+
+
+def test_the_workers_fast_path_stores_what_compact_would() -> None:
+    from worker.jobs.results import chunk_success_record, recipients_of_result
+    from worker.sendcloud.models import SmsResult
+
+    phones = PHONES[:50]
+    refused = {phones[3]: "手机号格式错误", phones[40]: "黑名单"}
+    ids = [f"1700000000000_{i}_3_0_abcdef${p}" for i, p in enumerate(phones) if p not in refused]
+    result = SmsResult.parse(311, "部分成功", {
+        "successCount": len(ids), "failedCount": 2, "smsIds": ids,
+        "items": [{"phone": p, "message": m} for p, m in refused.items()]})
+    payload = {"key": "campaign:c:0", "campaign_id": "c", "chunk_index": 0}
+    end = Ending("sms", "partial", 311, "部分成功", 1, 1_700_000_000.0)
+
+    fast = chunk_success_record(payload, end, phones, result)
+    full_record = sms_record(payload, end, recipients=recipients_of_result(phones, result),
+                             sms_ids=result.sms_ids)
+    assert fast == compact(full_record, phones)[0]
+    # smsIds that do not end with their phone take the general path.
+    odd = SmsResult.parse(200, "ok", {"successCount": 1, "smsIds": ["x1"]})
+    assert chunk_success_record(payload, end, phones[:1], odd) is None

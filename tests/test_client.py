@@ -12,6 +12,8 @@ from datetime import date
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.test_client_fakes import API_KEY, SMS_KEY, FakeSendCloud, doc_reply, make_client, ok
 from worker.sendcloud.models import (
@@ -416,3 +418,12 @@ def test_http_4xx_with_a_json_reply_is_read_normally(fake: FakeSendCloud) -> Non
     fake.queue(httpx.Response(400, json=ok({"count": 3})))
     with make_client(fake) as client:
         assert client.delete_address_list("l@m.org") == 3
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=30), max_size=6))
+def test_form_body_is_urlencode(params: dict[str, str]) -> None:
+    import urllib.parse
+
+    from worker.sendcloud.client import form_body
+
+    assert form_body(params).decode("ascii") == urllib.parse.urlencode(params)

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from producers.chunk_results import pack_sms_ids
 from producers.contract import RESULT_STREAMS
 from producers.results import iso_utc
 from worker.sendcloud.errors import RecipientsRejectedError
@@ -111,6 +112,30 @@ def recipients_of_result(phones: Sequence[str], result: SmsResult) -> list[Recor
             out.append(recipient(phone, "sent", sms_id=by_phone.get(phone),
                                  status_code=result.status_code))
     return out
+
+
+def chunk_success_record(
+    payload: Mapping[str, Any], end: Ending, phones: Sequence[str], result: SmsResult
+) -> Record | None:
+    """A campaign chunk's 200/311 record straight in its compact form
+    (:mod:`producers.chunk_results`), without a dict per recipient; None when the smsIds do not
+    end with their phones in order (then the general path matches them)."""
+    refused = {f.phone: f.message for f in result.failed}
+    accepted = [p for p in phones if p not in refused] if refused else list(phones)
+    ids = result.sms_ids
+    if len(ids) != len(accepted) or not all(
+        i.endswith("$" + p) for i, p in zip(ids, accepted, strict=True)
+    ):
+        return None
+    by_phone = dict(zip(accepted, ids, strict=True)) if refused else None
+    aligned = list(ids) if by_phone is None else [by_phone.get(p) for p in phones]
+    failures = [{"phone": p, "outcome": "failed", "status_code": result.status_code,
+                 "message": refused[p]} for p in phones if p in refused]  # fmt: skip
+    body: Record = {"accepted": len(accepted), "failed": len(refused), "cancelled": 0,
+                    "review": 0, "failures": failures}  # fmt: skip
+    record = _record(payload, end, body, ("campaign_id", "chunk_index"))
+    record["sms_ids_packed"] = pack_sms_ids(phones, aligned)
+    return record
 
 
 def recipients_of_rejection(phones: Sequence[str], error: RecipientsRejectedError) -> list[Record]:

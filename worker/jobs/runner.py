@@ -363,7 +363,10 @@ class JobRunner:
         summary = None
         if a.payload.get("campaign_id") is not None and "phones" in a.payload:
             # A campaign chunk keeps its recipients once and compactly (producers.chunk_results).
-            record, summary = compact(record, [str(p) for p in a.payload["phones"]])
+            if "recipients" in record:
+                record, summary = compact(record, [str(p) for p in a.payload["phones"]])
+            else:  # built compact already (worker.jobs.results.chunk_success_record)
+                summary = {k: v for k, v in record.items() if k != "sms_ids_packed"}
         entry = self.ledger.finish(a.key, a.claim.token, self._given(), outcome=outcome,
                                    stream=a.job.stream, record=record,
                                    uncertain=a.no_reply, stream_record=summary)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from producers.contract import SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM
 from worker.jobs.results import (
     Ending,
+    chunk_success_record,
     recipients_alike,
     recipients_of_rejection,
     recipients_of_result,
@@ -47,6 +48,10 @@ class SmsFamily(JobType):
         outcome = "partial" if result.partial else "sent"
         end = Ending(self.kind(payload), outcome, result.status_code, result.message, attempts,
                      now)
+        if payload.get("campaign_id") is not None:
+            chunk = chunk_success_record(payload, end, self.phones(payload), result)
+            if chunk is not None:
+                return outcome, chunk
         recipients = recipients_of_result(self.phones(payload), result)
         return outcome, sms_record(payload, end, recipients=recipients, sms_ids=result.sms_ids)
 

@@ -14,7 +14,9 @@ which can include the URL or the request.
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from types import TracebackType
@@ -77,6 +79,23 @@ def _join(values: Sequence[str], sep: str, field: str) -> str:
 def _same_length(field: str, values: Sequence[Any] | None, members: Sequence[str]) -> None:
     if values is not None and len(values) != len(members):
         raise ValueError(f"{field}: must have one entry per member ({len(members)})")
+
+
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+_PLAIN = re.compile(r"[A-Za-z0-9_.~,-]*")
+
+
+def form_body(params: Mapping[str, str]) -> bytes:
+    """``application/x-www-form-urlencoded``, as ``urlencode`` makes it. A value of plain
+    characters and commas (2000 phones) skips ``quote_plus``, which looks up every character
+    in a dict: a tenth of a worker's CPU per campaign chunk."""
+    parts = []
+    for name, value in params.items():
+        text = str(value)
+        encoded = (text.replace(",", "%2C") if _PLAIN.fullmatch(text)
+                   else urllib.parse.quote_plus(text))
+        parts.append(f"{urllib.parse.quote_plus(str(name))}={encoded}")
+    return "&".join(parts).encode("ascii")
 
 
 class SendCloudClient:
@@ -394,7 +413,8 @@ class SendCloudClient:
             if method == "GET":
                 response = self._http.get(endpoint, params=dict(params))
             else:
-                response = self._http.post(endpoint, data=dict(params))
+                response = self._http.post(endpoint, content=form_body(params),
+                                           headers=FORM_HEADERS)
         except httpx.TimeoutException as exc:
             failure = errors.RequestTimeout(f"timed out ({_name(exc)})", endpoint=endpoint)
         except (httpx.DecodingError, httpx.TooManyRedirects) as exc:

@@ -69,7 +69,10 @@ def _opt_str(value: object, field: str) -> str | None:
 
 
 def _str_list(value: object, field: str) -> list[str]:
-    return [_str(item, f"{field}[{i}]") for i, item in enumerate(_list(value, field))]
+    items = _list(value, field)
+    if all(type(item) is str for item in items):  # the usual reply: no per-item checks needed
+        return list(items)
+    return [_str(item, f"{field}[{i}]") for i, item in enumerate(items)]
 
 
 def _vars(value: object, field: str) -> dict[str, str]:
