@@ -30,6 +30,7 @@ from producers.campaign import (
 from producers.campaign_report import (
     CampaignDiscard,
     CampaignNotDiscardable,
+    CampaignNotFinished,
     CampaignNotFound,
     CampaignStatus,
     campaign_recipients,
@@ -37,6 +38,7 @@ from producers.campaign_report import (
     campaign_status,
     cancel_campaign,
     discard_campaign,
+    purge_campaign,
 )
 from producers.contract import (
     EMAIL_STATUS_STREAM,
@@ -68,6 +70,7 @@ __all__ = [
     "CampaignDiscard",
     "CampaignDiscarded",
     "CampaignNotDiscardable",
+    "CampaignNotFinished",
     "CampaignNotFound",
     "CampaignPreview",
     "CampaignStart",
@@ -99,6 +102,7 @@ __all__ = [
     "discard_campaign",
     "get_result",
     "preview_campaign",
+    "purge_campaign",
     "send_code",
     "send_sms",
     "send_voice_code",

@@ -67,7 +67,7 @@ from redis.exceptions import WatchError
 
 from producers import validation as v
 from producers.contract import KEY_PREFIX, SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM, SmsJob
-from producers.errors import IdempotencyConflict, ProducerValidationError
+from producers.errors import IdempotencyConflict, ProducerValidationError, SettingError
 from producers.idempotency import job_copy, payload_hash
 from producers.results import ISO_TIME_LUA
 
@@ -76,6 +76,17 @@ if TYPE_CHECKING:
 
 CHUNK_SIZE = v.MAX_SMS_PHONES
 DEFAULT_RETENTION = 30 * 86400
+
+
+def default_retention() -> int:
+    """``SENDCLOUD_CAMPAIGN_TTL`` (seconds), else 30 days: how long a campaign's data lives."""
+    raw = os.environ.get("SENDCLOUD_CAMPAIGN_TTL", "").strip()
+    if not raw:
+        return DEFAULT_RETENTION
+    if not raw.isdigit() or int(raw) < 3600:
+        raise SettingError("SENDCLOUD_CAMPAIGN_TTL", f"must be whole seconds, at least 3600, "
+                           f"got {raw!r}")
+    return int(raw)
 LOCK_LEASE_MS = 30_000
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _INVALID_BATCH = 1000
@@ -451,7 +462,7 @@ def run_campaign(
     *,
     msg_type: int = 0,
     tag: dict[str, str] | None = None,
-    retention: int = DEFAULT_RETENTION,
+    retention: int | None = None,
 ) -> CampaignStart:
     """Enqueue campaign ``campaign_id`` through ``producer``: ``template_id`` to every valid
     number of ``phones``. Called as :meth:`Producer.start_campaign` or
@@ -467,6 +478,7 @@ def run_campaign(
     fingerprint = hashlib.sha256(
         v.compact_json({**settings, "chunk_size": CHUNK_SIZE}).encode()
     ).hexdigest()
+    retention = default_retention() if retention is None else retention
     run = _Run(producer, cid, v.validate_positive_int(retention, "retention"))
     run.acquire()
     collecting = gc.isenabled()

@@ -333,3 +333,44 @@ def _chunk_recipients(phones: list[str], summary_text: bytes | None, record_text
 
 def _cell(value: object) -> str:
     return "" if value is None or value is False else str(value)
+
+
+class CampaignNotFinished(ValueError):
+    """A campaign still running cannot be purged: its chunks would be left without a report."""
+
+    def __init__(self, campaign_id: str) -> None:
+        self.campaign_id = campaign_id
+        self.field = "campaign_id"
+        self.rule = "has not finished: cancel it and wait until its chunks end, then purge"
+        super().__init__(f"campaign_id {campaign_id!r} {self.rule}")
+
+
+# KEYS: meta. ARGV: record key prefix of the chunks. Reply: chunks purged, -1 none, -2 running.
+_PURGE_LUA = """
+local meta = KEYS[1]
+local f = redis.call('HMGET', meta, 'chunks', 'finished_at')
+if redis.call('EXISTS', meta) == 0 then return -1 end
+if not f[2] then return -2 end
+local chunks = tonumber(f[1] or '0')
+for idx = 0, chunks - 1 do redis.call('UNLINK', ARGV[1] .. idx) end
+redis.call('UNLINK', meta, meta .. ':phones', meta .. ':enqueued', meta .. ':done',
+    meta .. ':results', meta .. ':invalid')
+return chunks
+"""
+
+
+def purge_campaign(campaign_id: str, *, producer: Producer | None = None) -> int:
+    """Delete a finished campaign's data (its numbers, per-chunk results and job records) before
+    its retention (``SENDCLOUD_CAMPAIGN_TTL``) would; returns the chunks purged. The
+    ``campaign_finished`` record on the result stream stays, trimmed with the stream."""
+    producer = producer or default_producer()
+    cid = validate_campaign_id(campaign_id)
+    meta = campaign_key(cid)
+    generation = int(producer.redis.hget(meta, "generation") or 0)
+    prefix = record_key(chunk_key(cid, 0, generation))[:-1]
+    purged = int(producer.redis.eval(_PURGE_LUA, 1, meta, prefix))
+    if purged == -1:
+        raise CampaignNotFound(cid)
+    if purged == -2:
+        raise CampaignNotFinished(cid)
+    return purged

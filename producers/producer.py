@@ -31,7 +31,7 @@ import redis as redis_py
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import validation as v
-from producers.campaign import DEFAULT_RETENTION, CampaignStart, run_campaign
+from producers.campaign import CampaignStart, run_campaign
 from producers.contract import (
     ACTOR_QUEUES,
     MEMBERS_ACTOR,
@@ -318,7 +318,7 @@ class Producer:
         *,
         msg_type: int = 0,
         tag: dict[str, str] | None = None,
-        retention: int = DEFAULT_RETENTION,
+        retention: int | None = None,
     ) -> CampaignStart:
         """Send ``template_id`` to every valid number of ``phones``: see producers.campaign."""
         return run_campaign(
@@ -480,7 +480,7 @@ def start_campaign(
     *,
     msg_type: int = 0,
     tag: dict[str, str] | None = None,
-    retention: int = DEFAULT_RETENTION,
+    retention: int | None = None,
     producer: Producer | None = None,
 ) -> CampaignStart:
     """:meth:`Producer.start_campaign` on ``producer``, by default :func:`default_producer`."""

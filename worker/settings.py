@@ -165,6 +165,8 @@ class Settings:
     #: Prefix of every sendRequestId: keeps deployments sharing one SendCloud account apart.
     #: Empty: the deployment's own, made once and kept in its Redis (worker.jobs.idempotency).
     request_id_namespace: str = ""
+    #: Result stream entries older than this (seconds) are trimmed as new ones are added.
+    results_max_age: int = 30 * 86400
     #: Opens the sealed codes of verifications (producers.verification); the producers' own.
     verify_secret: str = field(default="", repr=False)
 
@@ -201,6 +203,7 @@ class Settings:
             idempotency_ttl=_int(env, "SENDCLOUD_IDEMPOTENCY_TTL", 24 * 3600, minimum=3600),
             code_expiry=_int(env, "SENDCLOUD_CODE_EXPIRY", 600, minimum=1),
             results_maxlen=_int(env, "SENDCLOUD_RESULTS_MAXLEN", 100_000, minimum=100),
+            results_max_age=_int(env, "SENDCLOUD_RESULTS_MAX_AGE", 30 * 86400, minimum=0),
             poll_interval_minutes=_float(env, "SENDCLOUD_POLL_INTERVAL_MINUTES", 10.0, minimum=0.1),
             poll_rate_per_minute=_int(env, "SENDCLOUD_POLL_RATE_PER_MINUTE", 2500, minimum=1),
             poll_overlap_minutes=_float(env, "SENDCLOUD_POLL_OVERLAP_MINUTES", 15.0),

@@ -389,6 +389,20 @@ def _discard(args: argparse.Namespace) -> int:
     return _calling(run)
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from producers import purge_campaign
+
+    if not args.yes:
+        raise UsageError("campaign purge deletes the campaign's report for good: add --yes")
+
+    def run(producer: Any) -> int:
+        chunks = purge_campaign(args.campaign_id, producer=producer)
+        print(f"campaign {args.campaign_id} purged: {chunks} chunks and their results deleted")
+        return 0
+
+    return _calling(run)
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("campaign", help="bulk SMS campaigns from a file of numbers",
                                    description=_DESCRIPTION)
@@ -435,3 +449,12 @@ def register(subparsers: Any) -> None:
         "queued jobs end unsent. A campaign a worker has begun to send is refused: cancel it.")
     discard.add_argument("campaign_id", metavar="CAMPAIGN_ID")
     discard.set_defaults(func=_discard)
+
+    purge = commands.add_parser(
+        "purge", help="delete a finished campaign's data before its retention would",
+        description="Delete a finished campaign's numbers, per-chunk results and job records "
+        "(they expire after SENDCLOUD_CAMPAIGN_TTL, 30 days, anyway). Its report is gone "
+        "afterwards; its campaign_finished record stays on the result stream.")
+    purge.add_argument("campaign_id", metavar="CAMPAIGN_ID")
+    purge.add_argument("--yes", action="store_true", help="really delete it")
+    purge.set_defaults(func=_purge)

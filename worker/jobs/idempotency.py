@@ -224,8 +224,8 @@ return 1
 """
 
 # KEYS: record, stream, reconcile index. ARGV: token, now, state, result, maxlen, ttl,
-# index member, uncertain (1/0), then field/value pairs. A campaign chunk's accounting runs in
-# this same script: see worker.jobs.campaign.
+# index member, uncertain (1/0), max age of stream entries (s, 0: none), then field/value
+# pairs. A campaign chunk's accounting runs in this same script: see worker.jobs.campaign.
 _FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
@@ -241,10 +241,16 @@ redis.call('HDEL', k, 'job', 'due_at')
 redis.call('EXPIRE', k, tonumber(ARGV[6]))
 redis.call('ZREM', KEYS[3], ARGV[7])
 local fields = {}
-for i = 9, #ARGV do
+for i = 10, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+local max_age = tonumber(ARGV[9])
+if max_age > 0 then
+    -- Entry ids are Redis's own milliseconds: older than max_age goes, whole nodes at a time.
+    local t = redis.call('TIME')
+    redis.call('XTRIM', KEYS[2], 'MINID', '~', (tonumber(t[1]) - max_age) * 1000)
+end
 sendcloud_campaign_account(fields, KEYS[2], ARGV[5], nows)
 return entry
 """
@@ -330,12 +336,14 @@ class JobLedger:
     """
 
     def __init__(
-        self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int, namespace: str = ""
+        self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int, namespace: str = "",
+        max_age: int = 0,
     ) -> None:
         self.client = client
         self.lease = lease
         self.ttl = ttl
         self.maxlen = maxlen
+        self.max_age = max_age
         #: SENDCLOUD_REQUEST_ID_NAMESPACE; when empty, the deployment's own, read on first use.
         self.configured_namespace = namespace
         self._namespace: str | None = None
@@ -439,7 +447,7 @@ class JobLedger:
         state = OUTCOME_STATES[outcome]
         args: list[str | int] = [
             token, _time_arg(now), state, json.dumps(dict(record)), self.maxlen, self.ttl, key,
-            int(uncertain),
+            int(uncertain), self.max_age,
         ]
         for name, value in flatten(record if stream_record is None else stream_record).items():
             args += [name, value]

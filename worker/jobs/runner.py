@@ -191,6 +191,7 @@ class JobRunner:
             ttl=settings.idempotency_ttl,
             maxlen=settings.results_maxlen,
             namespace=settings.request_id_namespace,
+            max_age=settings.results_max_age,
         )
         self.pause = AccountPause(
             runtime.redis,
