@@ -45,6 +45,7 @@ BENCHES = (
     Bench("poller", (), ("--records", "5000"), output_option="--out"),
     Bench("memory", ("--n", "100000"), ("--n", "2000")),
     Bench("simulator", ("--n", "2000000"), ("--n", "40000")),
+    Bench("enqueue", ("--n", "20000"), ("--n", "2000", "--rounds", "1")),
 )
 
 

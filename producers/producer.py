@@ -44,6 +44,7 @@ from producers.contract import (
     SmsJob,
     VoiceCodeJob,
 )
+from producers.enqueue import RESERVE_AND_ENQUEUE_LUA, fast_path, reserve_and_enqueue
 from producers.errors import ProducerValidationError
 from producers.idempotency import (
     DEFAULT_TTL,
@@ -135,6 +136,7 @@ class Producer:
         self.redis = redis
         self.store = IdempotencyStore(redis)
         self._verifier: Verifier | None = None
+        self._enqueue_script: Any = None
         # StubBroker refuses undeclared queues; declaring is local bookkeeping, no I/O.
         for queue_name in {ACTOR_QUEUES[actor] for actor in _ACTORS}:
             broker.declare_queue(queue_name)
@@ -408,6 +410,17 @@ class Producer:
             messages.append(dramatiq.Message(
                 queue_name=queue_name, actor_name=actor, args=(payload,), kwargs={}, options={},
             ))
+        if len(messages) == 1 and fast_path(self.broker):
+            # One round trip: producers.enqueue.
+            assert isinstance(self.broker, RedisBroker)
+            if self._enqueue_script is None:
+                self._enqueue_script = self.redis.register_script(RESERVE_AND_ENQUEUE_LUA)
+            reserve_and_enqueue(
+                self.broker, self._enqueue_script, messages[0],
+                digest=payload_hash(payloads[0]), kind=kind, ttl=self.idempotency_ttl,
+                queued_after=self.store.queued_after, job=job_copy(messages[0]),
+            )  # fmt: skip
+            return key
         reservations = self.store.reserve_many(
             [(payload["key"], payload_hash(payload)) for payload in payloads],
             kind,

@@ -51,3 +51,11 @@ def test_bench_writes_its_figures(name: str, tmp_path: Path) -> None:
         assert target["met"] in (True, False)
     rows = rows_of(name, document)
     assert {row[1] for row in rows} >= figures
+
+
+def test_the_enqueue_bench_writes_its_ratio(tmp_path: Path) -> None:
+    from bench import enqueue
+
+    assert enqueue.main(["--n", "200", "--rounds", "1", "--results-dir", str(tmp_path)]) == 0
+    figures = json.loads((tmp_path / "enqueue.json").read_text())["figures"]
+    assert figures["ratio"] > 0 and figures["ours_redis_commands_per_call"] > 0
