@@ -116,6 +116,13 @@ class Ledger:
                 found += [e for e in batch.entries() if e.seq > since]
         return found
 
+    def count(self, kind: str | None = None) -> int:
+        """Entries of one kind ("sms", "code", "voice"), or all."""
+        with self._lock:
+            if kind is None:
+                return self._count
+            return sum(len(b.phones) for b in self._batches if b.kind == kind)
+
     def count_by_phone(self) -> dict[str, int]:
         with self._lock:
             batches = list(self._batches)
