@@ -34,6 +34,7 @@ from producers import validation as v
 from producers.campaign import CampaignStart, run_campaign
 from producers.contract import (
     ACTOR_QUEUES,
+    DEFAULT_QUEUED_AFTER,
     MEMBERS_ACTOR,
     SEND_CODE_ACTOR,
     SEND_SMS_ACTOR,
@@ -134,7 +135,10 @@ class Producer:
                 redis = redis_py.Redis.from_url(redis_url or redis_url_from_env())
                 self._owned.append(redis)
         self.redis = redis
-        self.store = IdempotencyStore(redis)
+        # The reconciler looks at a job still queued this long after its reservation: the
+        # deployment's SENDCLOUD_RECONCILE_QUEUED_AFTER, the same for producers and reconciler.
+        self.store = IdempotencyStore(redis, queued_after=_seconds_from_env(
+            "SENDCLOUD_RECONCILE_QUEUED_AFTER", DEFAULT_QUEUED_AFTER))
         self._verifier: Verifier | None = None
         self._enqueue_script: Any = None
         # StubBroker refuses undeclared queues; declaring is local bookkeeping, no I/O.

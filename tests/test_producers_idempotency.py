@@ -231,3 +231,19 @@ def test_a_split_call_with_a_changed_part_conflicts_and_enqueues_nothing(
         producer.delete_members(ADDRESS, changed, idempotency_key="d")
     assert info.value.key == "d:part1"
     assert len(member_payloads(redis_client)) == 2
+
+
+def test_the_producer_dates_the_reconcilers_look_by_the_deployments_setting(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from producers import Producer
+
+    monkeypatch.setenv("SENDCLOUD_RECONCILE_QUEUED_AFTER", "7")
+    producer = Producer(redis_url=redis_url)
+    try:
+        key = producer.send_code("13800000001", "1234", sign_id=1)
+    finally:
+        producer.close()
+    score = redis_client.zscore("sendcloud:reconcile", key)
+    now = float(redis_client.time()[0])
+    assert score is not None and now + 5 < score <= now + 7

@@ -58,3 +58,14 @@ def chaos_redis_url(redis_server: RedisServer) -> Iterator[str]:
 def sim_host() -> Iterator[SimHost]:
     with SimHost(templates=[TEMPLATE_ID]) as host:
         yield host
+
+
+@pytest.fixture(autouse=True)
+def deployment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process producers share the workers' settings, as a deployment's apps would: the
+    reconciler looks at a job still queued SENDCLOUD_RECONCILE_QUEUED_AFTER after it was
+    reserved, a time the producer writes into the reconcile index."""
+    from tests.chaos.support import SETTINGS
+
+    monkeypatch.setenv("SENDCLOUD_RECONCILE_QUEUED_AFTER",
+                       SETTINGS["SENDCLOUD_RECONCILE_QUEUED_AFTER"])
