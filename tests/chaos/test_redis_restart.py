@@ -46,6 +46,10 @@ from tests.redis_server import RedisServer, start_redis_server
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
 
+#: Servers started by restart(): each outlives the one it replaced, and is stopped at teardown.
+_RESTARTED: list[RedisServer] = []
+
+
 @pytest.fixture
 def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
     (tmp_path / "redis").mkdir()
@@ -53,12 +57,15 @@ def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
     if server is None:
         pytest.fail("redis-server is not installed")
     yield server
-    server.stop()
+    for started in [server, *_RESTARTED]:
+        started.stop()
+    _RESTARTED.clear()
 
 
 def restart(server: RedisServer) -> RedisServer:
     again = start_redis_server(appendonly=True, port=server.port, workdir=server.workdir)
     assert again is not None
+    _RESTARTED.append(again)
     return again
 
 
