@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 #: How a recipient's outcome counts in the campaign's totals.
 CLASSES = {"sent": "accepted", "duplicate": "accepted", "failed": "failed", "expired": "failed",
            "cancelled": "cancelled", "needs_review": "review"}  # fmt: skip
-#: What a recipient of a chunk that ended so reads as, unless listed in ``failures``.
+#: How a recipient of a job that ended so reads (a chunk's, unless listed in ``failures``).
 RECIPIENT_OUTCOMES = {"sent": "sent", "partial": "sent", "duplicate": "duplicate",
                       "failed": "failed", "expired": "expired", "cancelled": "cancelled",
                       "needs_review": "needs_review"}  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from producers.chunk_results import RECIPIENT_OUTCOMES
 from producers.contract import SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM
 from worker.jobs.results import (
     Ending,
@@ -23,15 +24,6 @@ from worker.jobs.runner import JobType, Payload, Record
 from worker.sendcloud import errors
 from worker.sendcloud.client import SendCloudClient
 from worker.sendcloud.models import SmsResult
-
-#: How each final outcome reads for one recipient of a job that ended without a success.
-RECIPIENT_OUTCOMES = {
-    "failed": "failed",
-    "duplicate": "duplicate",
-    "expired": "expired",
-    "needs_review": "needs_review",
-    "cancelled": "cancelled",
-}
 
 
 class SmsFamily(JobType):
