@@ -246,8 +246,8 @@ local live = v[1] and tonumber(v[3]) > now
 if live and v[2] == 'locked' then return refuse('locked', tonumber(v[3]) - now) end
 local reuse = live and v[2] == 'pending'
 
-local open = redis.call('TTL', KEYS[6])
-if open > 0 then return refuse('breaker', open) end
+local open = redis.call('PTTL', KEYS[6])
+if open > 0 then return refuse('breaker', open / 1000) end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 60)
 if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[13]) then
     return trip('rate', 'verification sends exceeded ' .. ARGV[13] .. ' a minute')
