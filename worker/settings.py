@@ -167,6 +167,9 @@ class Settings:
     request_id_namespace: str = ""
     #: Result stream entries older than this (seconds) are trimmed as new ones are added.
     results_max_age: int = 30 * 86400
+    #: How long after its send a delivery receipt is still matched to its job (s): the smsId
+    #: index (producers.sms_index) keeps each day's entries this long.
+    receipt_window: int = 3 * 86400
     #: Opens the sealed codes of verifications (producers.verification); the producers' own.
     verify_secret: str = field(default="", repr=False)
 
@@ -204,6 +207,7 @@ class Settings:
             code_expiry=_int(env, "SENDCLOUD_CODE_EXPIRY", 600, minimum=1),
             results_maxlen=_int(env, "SENDCLOUD_RESULTS_MAXLEN", 100_000, minimum=100),
             results_max_age=_int(env, "SENDCLOUD_RESULTS_MAX_AGE", 30 * 86400, minimum=0),
+            receipt_window=_int(env, "SENDCLOUD_RECEIPT_WINDOW", 3 * 86400, minimum=3600),
             poll_interval_minutes=_float(env, "SENDCLOUD_POLL_INTERVAL_MINUTES", 10.0, minimum=0.1),
             poll_rate_per_minute=_int(env, "SENDCLOUD_POLL_RATE_PER_MINUTE", 2500, minimum=1),
             poll_overlap_minutes=_float(env, "SENDCLOUD_POLL_OVERLAP_MINUTES", 15.0),

@@ -69,7 +69,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,8 @@ from producers.idempotency import (
     STATE_NEEDS_REVIEW,
     record_key,
 )
+from producers.sms_index import DAY, DEFAULT_WINDOW, INDEX_LUA
+from producers.sms_index import pack as pack_index
 from worker.jobs.campaign import ACCOUNT_LUA
 from worker.jobs.results import flatten
 
@@ -224,14 +226,16 @@ return 1
 """
 
 # KEYS: record, stream, reconcile index. ARGV: token, now, state, result, maxlen, ttl,
-# index member, uncertain (1/0), max age of stream entries (s, 0: none), then field/value
-# pairs. A campaign chunk's accounting runs in this same script: see worker.jobs.campaign.
-_FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + """
+# index member, uncertain (1/0), max age of stream entries (s, 0: none), smsId index entries
+# (producers.sms_index.pack), their ttl, then field/value pairs. A campaign chunk's accounting
+# runs in this same script (worker.jobs.campaign), and so does the smsId index's write.
+_FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + INDEX_LUA + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
     return false
 end
-local nows = sendcloud_fmt(sendcloud_now(ARGV[2]))
+local now = sendcloud_now(ARGV[2])
+local nows = sendcloud_fmt(now)
 if ARGV[8] == '1' and not redis.call('HGET', k, 'uncertain_since') then
     redis.call('HSET', k, 'uncertain_since', redis.call('HGET', k, 'attempt_started_at') or nows)
 end
@@ -241,7 +245,7 @@ redis.call('HDEL', k, 'job', 'due_at')
 redis.call('EXPIRE', k, tonumber(ARGV[6]))
 redis.call('ZREM', KEYS[3], ARGV[7])
 local fields = {}
-for i = 10, #ARGV do
+for i = 12, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
@@ -251,6 +255,7 @@ if max_age > 0 then
     local t = redis.call('TIME')
     redis.call('XTRIM', KEYS[2], 'MINID', '~', (tonumber(t[1]) - max_age) * 1000)
 end
+sendcloud_index(ARGV[10], ARGV[7], now, tonumber(ARGV[11]))
 sendcloud_campaign_account(fields, KEYS[2], ARGV[5], nows)
 return entry
 """
@@ -337,9 +342,11 @@ class JobLedger:
 
     def __init__(
         self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int, namespace: str = "",
-        max_age: int = 0,
+        max_age: int = 0, receipt_window: int = DEFAULT_WINDOW,
     ) -> None:
         self.client = client
+        # A day's index keys live past the window of its last entry.
+        self.index_ttl = receipt_window + DAY
         self.lease = lease
         self.ttl = ttl
         self.maxlen = maxlen
@@ -438,16 +445,18 @@ class JobLedger:
         record: Mapping[str, Any],
         uncertain: bool = False,
         stream_record: Mapping[str, Any] | None = None,
+        sms_ids: Sequence[str | None] = (),
     ) -> str | None:
         """Write the final state, the result and the stream entry at once; the entry id, or None
         when ``token`` no longer holds the claim (then nothing was written). ``uncertain``:
         this attempt may have taken effect, so the record keeps ``uncertain_since``.
         ``stream_record``: what the stream entry holds, when not all of ``record`` (a campaign
-        chunk's packed smsIds stay in its record only)."""
+        chunk's packed smsIds stay in its record only). ``sms_ids``: what SendCloud gave each of
+        the job's phones, in their order (None where refused), for the smsId index."""
         state = OUTCOME_STATES[outcome]
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             token, _time_arg(now), state, json.dumps(dict(record)), self.maxlen, self.ttl, key,
-            int(uncertain), self.max_age,
+            int(uncertain), self.max_age, pack_index(sms_ids), self.index_ttl,
         ]
         for name, value in flatten(record if stream_record is None else stream_record).items():
             args += [name, value]

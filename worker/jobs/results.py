@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from producers.chunk_results import pack_sms_ids
+from producers.chunk_results import pack_sms_ids, unpack_sms_ids
 from producers.contract import RESULT_STREAMS
 from producers.results import iso_utc
 from worker.sendcloud.errors import RecipientsRejectedError
@@ -136,6 +136,20 @@ def chunk_success_record(
     record = _record(payload, end, body, ("campaign_id", "chunk_index"))
     record["sms_ids_packed"] = pack_sms_ids(phones, aligned)
     return record
+
+
+def accepted_sms_ids(payload: Mapping[str, Any], record: Mapping[str, Any]) -> list[str | None]:
+    """The smsId SendCloud gave each of the job's phones, in their order (None where it gave
+    none): what the finish script indexes for delivery receipts (producers.sms_index)."""
+    if record.get("outcome") not in ("sent", "partial", "duplicate"):
+        return []
+    listed = record.get("recipients")
+    if isinstance(listed, list):
+        return [r.get("sms_id") or None for r in listed]
+    packed = record.get("sms_ids_packed")
+    if isinstance(packed, str) and "phones" in payload:
+        return unpack_sms_ids([str(p) for p in payload["phones"]], packed)
+    return []
 
 
 def recipients_of_rejection(phones: Sequence[str], error: RecipientsRejectedError) -> list[Record]:

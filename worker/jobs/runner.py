@@ -47,7 +47,7 @@ from worker.jobs import policy
 from worker.jobs.campaign import CANCELLED_MESSAGE, cancel_requested
 from worker.jobs.idempotency import Claim, JobLedger, window_left
 from worker.jobs.pause import AccountPause
-from worker.jobs.results import Ending
+from worker.jobs.results import Ending, accepted_sms_ids
 from worker.jobs.verification import count_verification_sent
 from worker.runtime import Runtime
 from worker.sendcloud import codes, errors
@@ -192,6 +192,7 @@ class JobRunner:
             maxlen=settings.results_maxlen,
             namespace=settings.request_id_namespace,
             max_age=settings.results_max_age,
+            receipt_window=settings.receipt_window,
         )
         self.pause = AccountPause(
             runtime.redis,
@@ -362,6 +363,7 @@ class JobRunner:
 
     def _write(self, a: _Attempt, outcome: str, record: Record) -> str | None:
         summary = None
+        sms_ids = accepted_sms_ids(a.payload, record)
         if a.payload.get("campaign_id") is not None and "phones" in a.payload:
             # A campaign chunk keeps its recipients once and compactly (producers.chunk_results).
             if "recipients" in record:
@@ -370,7 +372,8 @@ class JobRunner:
                 summary = {k: v for k, v in record.items() if k != "sms_ids_packed"}
         entry = self.ledger.finish(a.key, a.claim.token, self._given(), outcome=outcome,
                                    stream=a.job.stream, record=record,
-                                   uncertain=a.no_reply, stream_record=summary)
+                                   uncertain=a.no_reply, stream_record=summary,
+                                   sms_ids=sms_ids)
         if entry is None:
             # Another copy took the claim over (this one outlived its lease); it writes the record.
             log.warning("job.claim_lost", outcome=outcome)
