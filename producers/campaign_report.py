@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from producers.campaign import (
@@ -25,11 +25,13 @@ from producers.campaign import (
 )
 from producers.chunk_results import Recipient, recipients
 from producers.contract import RECONCILE_KEY
+from producers.delivery import codes_key, delivery_key
+from producers.delivery import decode as decode_delivery
 from producers.idempotency import FIELD_RESULT, record_key
 from producers.producer import Producer, default_producer
 
 _COUNTERS = ("input", "valid", "invalid", "duplicates", "chunks_done", "accepted", "failed",
-             "cancelled", "review")
+             "cancelled", "review", "delivered", "undelivered", "rejected")
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,21 @@ class CampaignStatus:
     review: int  # numbers whose fate needs a person (needs_review)
     cancel_requested: bool
     finished: bool
+    # Delivery receipts (producers.delivery): accepted numbers by their last receipt.
+    delivered: int = 0
+    undelivered: int = 0  # SendCloud's delivery failed (SMSHook 5xx)
+    rejected: int = 0  # SendCloud's processing failed (SMSHook 4xx)
+    #: undelivered and rejected numbers by SendCloud's SMSHook statusCode
+    delivery_codes: dict[int, int] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:
         return max(0, self.valid - self.accepted - self.failed - self.cancelled - self.review)
+
+    @property
+    def delivery_pending(self) -> int:
+        """Accepted numbers no receipt has yet reported on."""
+        return max(0, self.accepted - self.delivered - self.undelivered - self.rejected)
 
 
 class CampaignNotFound(ValueError):
@@ -76,7 +89,8 @@ def campaign_status(campaign_id: str, *, producer: Producer | None = None) -> Ca
         pipe.hgetall(meta)
         pipe.bitcount(f"{meta}:enqueued")
         pipe.hlen(f"{meta}:phones")
-        raw, enqueued, recorded = pipe.execute()
+        pipe.hgetall(codes_key(meta))
+        raw, enqueued, recorded, codes = pipe.execute()
     if not raw:
         raise CampaignNotFound(campaign_id)
     fields = {_text(k): _text(val) for k, val in raw.items()}
@@ -90,6 +104,7 @@ def campaign_status(campaign_id: str, *, producer: Producer | None = None) -> Ca
         chunks_enqueued=int(enqueued),
         cancel_requested="cancel_requested_at" in fields,
         finished="finished_at" in fields,
+        delivery_codes={int(k): int(n) for k, n in sorted(codes.items()) if int(n) > 0},
         **counts,
     )
 
@@ -261,7 +276,8 @@ def discard_campaign(campaign_id: str, *, producer: Producer | None = None) -> C
     return CampaignDiscard(cid, chunks=int(reply[1]), stopped=int(reply[2]))
 
 
-REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message")
+REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message", "delivery",
+                 "deliveryCode")
 _REPORT_BATCH = 50  # chunks per round trip
 
 
@@ -281,15 +297,26 @@ def campaign_recipients(
             pipe.hmget(f"{meta}:results", indexes)
             for index in indexes:
                 pipe.hget(record_key(chunk_key(campaign_id, index, generation)), FIELD_RESULT)
-            phones_list, summaries, *records = pipe.execute()
-        for phones_csv, summary, record in zip(phones_list, summaries, records, strict=True):
+            for index in indexes:
+                pipe.get(delivery_key(chunk_key(campaign_id, index, generation)))
+            phones_list, summaries, *rest = pipe.execute()
+        records, receipts = rest[:len(indexes)], rest[len(indexes):]
+        for phones_csv, summary, record, receipt in zip(phones_list, summaries, records, receipts,
+                                                        strict=True):
             if phones_csv is None:
                 continue  # recorded by no run yet (the producer is still reading)
-            yield from _chunk_recipients(_text(phones_csv).split(","), summary, record)
+            phones = _text(phones_csv).split(",")
+            states = decode_delivery(receipt, len(phones))
+            for r, state in zip(_chunk_recipients(phones, summary, record), states, strict=True):
+                if r.outcome in ("sent", "duplicate"):
+                    r = r._replace(delivery=state.state, delivery_code=state.status_code)
+                yield r
 
 
 def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None = None) -> int:
-    """Write the CSV report (``phone,outcome,smsId,statusCode,message``) to ``out``.
+    """Write the CSV report (``phone,outcome,smsId,statusCode,message,delivery,deliveryCode``)
+    to ``out``; ``delivery`` (pending, delivered, undelivered, rejected) is given for the
+    numbers SendCloud accepted, with the receipt's statusCode for a failed one.
 
     One row per unique valid number (sent, failed, duplicate, cancelled, needs_review or still
     pending) in input order, then one per refused entry (``invalid``, with its position in the
@@ -302,13 +329,14 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
     writer.writerow(REPORT_HEADER)
     rows = 0
     for r in campaign_recipients(campaign_id, producer=producer):
-        writer.writerow((r.phone, r.outcome, _cell(r.sms_id), _cell(r.status_code), r.message))
+        writer.writerow((r.phone, r.outcome, _cell(r.sms_id), _cell(r.status_code), r.message,
+                         r.delivery, _cell(r.delivery_code)))
         rows += 1
     invalid_key = f"{meta}:invalid"
     for start in range(0, status.invalid, 10_000):
         for entry in producer.redis.lrange(invalid_key, start, start + 9_999):
             position, rule, raw = _text(entry).split("\t", 2)
-            writer.writerow((raw, "invalid", "", "", f"input entry {position}: {rule}"))
+            writer.writerow((raw, "invalid", "", "", f"input entry {position}: {rule}", "", ""))
             rows += 1
     return rows
 
@@ -345,16 +373,17 @@ class CampaignNotFinished(ValueError):
         super().__init__(f"campaign_id {campaign_id!r} {self.rule}")
 
 
-# KEYS: meta. ARGV: record key prefix of the chunks. Reply: chunks purged, -1 none, -2 running.
+# KEYS: meta. ARGV: record key prefix of the chunks, their delivery-state key prefix. Reply:
+# chunks purged, -1 none, -2 running.
 _PURGE_LUA = """
 local meta = KEYS[1]
 local f = redis.call('HMGET', meta, 'chunks', 'finished_at')
 if redis.call('EXISTS', meta) == 0 then return -1 end
 if not f[2] then return -2 end
 local chunks = tonumber(f[1] or '0')
-for idx = 0, chunks - 1 do redis.call('UNLINK', ARGV[1] .. idx) end
+for idx = 0, chunks - 1 do redis.call('UNLINK', ARGV[1] .. idx, ARGV[2] .. idx) end
 redis.call('UNLINK', meta, meta .. ':phones', meta .. ':enqueued', meta .. ':done',
-    meta .. ':results', meta .. ':invalid')
+    meta .. ':results', meta .. ':invalid', meta .. ':delivery_codes')
 return chunks
 """
 
@@ -367,8 +396,9 @@ def purge_campaign(campaign_id: str, *, producer: Producer | None = None) -> int
     cid = validate_campaign_id(campaign_id)
     meta = campaign_key(cid)
     generation = int(producer.redis.hget(meta, "generation") or 0)
-    prefix = record_key(chunk_key(cid, 0, generation))[:-1]
-    purged = int(producer.redis.eval(_PURGE_LUA, 1, meta, prefix))
+    first = chunk_key(cid, 0, generation)
+    purged = int(producer.redis.eval(_PURGE_LUA, 1, meta, record_key(first)[:-1],
+                                     delivery_key(first)[:-1]))
     if purged == -1:
         raise CampaignNotFound(cid)
     if purged == -2:

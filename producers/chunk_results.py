@@ -42,6 +42,10 @@ class Recipient(NamedTuple):
     sms_id: str | None
     status_code: int | None
     message: str
+    #: For an accepted number: pending | delivered | undelivered | rejected (producers.delivery)
+    delivery: str = ""
+    #: SendCloud's SMSHook statusCode of an undelivered or rejected number.
+    delivery_code: int | None = None
 
 
 def pack_sms_ids(phones: Sequence[str], sms_ids: Sequence[str | None]) -> str:

@@ -35,7 +35,9 @@ ACTOR_QUEUES = {
 SMS_RESULTS_STREAM = "sendcloud:results:sms"
 MEMBERS_RESULTS_STREAM = "sendcloud:results:members"
 EMAIL_STATUS_STREAM = "sendcloud:results:email_status"
-RESULT_STREAMS = (SMS_RESULTS_STREAM, MEMBERS_RESULTS_STREAM, EMAIL_STATUS_STREAM)
+SMS_DELIVERY_STREAM = "sendcloud:results:sms_delivery"
+RESULT_STREAMS = (SMS_RESULTS_STREAM, MEMBERS_RESULTS_STREAM, EMAIL_STATUS_STREAM,
+                  SMS_DELIVERY_STREAM)
 
 # Every Redis key the service owns starts with this prefix.
 KEY_PREFIX = "sendcloud:"

@@ -45,6 +45,8 @@ from producers.contract import (
     SmsJob,
     VoiceCodeJob,
 )
+from producers.delivery import decode as decode_delivery
+from producers.delivery import delivery_key
 from producers.enqueue import RESERVE_AND_ENQUEUE_LUA, fast_path, reserve_and_enqueue
 from producers.errors import ProducerValidationError
 from producers.idempotency import (
@@ -381,9 +383,27 @@ class Producer:
         The same dict, field for field and type for type, as that job's entry read from its
         result stream with :class:`~producers.ResultReader`: fields and types in
         :mod:`producers.results`.
+
+        Once a delivery receipt came for an SMS or code job, each of its accepted recipients
+        also carries ``delivery`` (pending, delivered, undelivered or rejected) and
+        ``delivery_code`` (the receipt's statusCode, None unless failed): see
+        :mod:`producers.delivery`. A campaign chunk's are read with the campaign report.
         """
-        result = self.store.get_result(_lookup_key(key))
-        return shape_record(result) if isinstance(result, dict) else None
+        lookup = _lookup_key(key)
+        result = self.store.get_result(lookup)
+        if not isinstance(result, dict):
+            return None
+        record = shape_record(result)
+        listed = record.get("recipients")
+        if isinstance(listed, list) and listed:
+            raw = self.redis.get(delivery_key(lookup))
+            if raw is not None:
+                states = decode_delivery(raw, len(listed))  # type: ignore[arg-type]
+                for recipient, state in zip(listed, states, strict=True):
+                    if isinstance(recipient, dict) and recipient.get("sms_id"):
+                        recipient["delivery"] = state.state
+                        recipient["delivery_code"] = state.status_code
+        return record
 
     def get_record(self, key: str) -> dict[str, Any] | None:
         """What is known about job ``key``: state, attempts, times and its final record (the

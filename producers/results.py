@@ -269,9 +269,24 @@ EMAIL_GAP_FIELDS: Schema = {
     "polled_at": TEXT,
 }
 
+DELIVERY_FIELDS: Schema = {
+    "kind": TEXT,
+    "key": TEXT,
+    "sms_id": TEXT,
+    "phone": TEXT,
+    "event": TEXT,
+    "status_code": INT,
+    "reason": TEXT,
+    "message": TEXT,
+    "campaign_id": TEXT,
+    "chunk_index": INT,
+    "at": TEXT,
+    "received_at": TIME,
+}
+
 RecordType = Literal[
     "sms", "campaign_chunk", "members", "alert", "breaker_alert", "campaign_finished",
-    "email_status", "email_gap",
+    "email_status", "email_gap", "sms_delivery",
 ]
 
 #: The one schema of every record kind: field → type, in the order records are written.
@@ -284,6 +299,7 @@ RECORD_FIELDS: Mapping[RecordType, Schema] = {
     "campaign_finished": CAMPAIGN_FINISHED_FIELDS,
     "email_status": EMAIL_STATUS_FIELDS,
     "email_gap": EMAIL_GAP_FIELDS,
+    "sms_delivery": DELIVERY_FIELDS,
 }
 
 SMS_KINDS = frozenset({"sms", "code", "voice_code"})
@@ -298,6 +314,8 @@ def record_type(fields: Mapping[str, Any]) -> RecordType | None:
     if event == "gap":
         return "email_gap"
     kind = fields.get("kind")
+    if kind == "delivery":
+        return "sms_delivery"
     if kind == "alert":
         return "breaker_alert" if fields.get("outcome") == "verifications_refused" else "alert"
     if kind == "campaign" or fields.get("outcome") == "campaign_finished":

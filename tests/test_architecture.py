@@ -19,12 +19,15 @@ PACKAGES = ("worker", "producers", "simulator")
 # Each unit and the units it may import; the order is the map's, from the top down.
 ALLOWED: dict[str, set[str]] = {
     "worker.cli": {"worker.app", "worker.broker", "worker.jobs", "worker.email_status",
+                   "worker.receipts",
                    "worker.runtime", "worker.sendcloud", "worker.metrics", "worker.logs",
                    "worker.settings", "producers", "simulator"},
     "worker.app": {"worker.broker", "worker.jobs", "worker.email_status", "worker.runtime",
                    "worker.sendcloud", "worker.metrics", "worker.logs", "worker.settings"},
     "worker.jobs": {"worker.runtime", "worker.sendcloud", "worker.metrics", "worker.logs",
                     "worker.settings", "producers"},
+    "worker.receipts": {"worker.jobs", "worker.sendcloud", "worker.metrics", "worker.logs",
+                        "worker.settings", "producers"},
     "worker.email_status": {"worker.runtime", "worker.sendcloud", "worker.metrics",
                             "worker.logs", "worker.settings", "producers"},
     "worker.broker": {"worker.metrics", "worker.logs", "worker.settings", "producers"},

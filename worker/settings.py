@@ -170,6 +170,10 @@ class Settings:
     #: How long after its send a delivery receipt is still matched to its job (s): the smsId
     #: index (producers.sms_index) keeps each day's entries this long.
     receipt_window: int = 3 * 86400
+    #: How long a receipt whose smsId no job has claimed yet waits before it is recorded
+    #: unmatched (s), and how often such receipts are tried again (s).
+    receipt_match_wait: int = 900
+    receipt_retry: float = 10.0
     #: Opens the sealed codes of verifications (producers.verification); the producers' own.
     verify_secret: str = field(default="", repr=False)
 
@@ -208,6 +212,8 @@ class Settings:
             results_maxlen=_int(env, "SENDCLOUD_RESULTS_MAXLEN", 100_000, minimum=100),
             results_max_age=_int(env, "SENDCLOUD_RESULTS_MAX_AGE", 30 * 86400, minimum=0),
             receipt_window=_int(env, "SENDCLOUD_RECEIPT_WINDOW", 3 * 86400, minimum=3600),
+            receipt_match_wait=_int(env, "SENDCLOUD_RECEIPT_MATCH_WAIT", 900, minimum=0),
+            receipt_retry=_float(env, "SENDCLOUD_RECEIPT_RETRY", 10.0, minimum=0.1),
             poll_interval_minutes=_float(env, "SENDCLOUD_POLL_INTERVAL_MINUTES", 10.0, minimum=0.1),
             poll_rate_per_minute=_int(env, "SENDCLOUD_POLL_RATE_PER_MINUTE", 2500, minimum=1),
             poll_overlap_minutes=_float(env, "SENDCLOUD_POLL_OVERLAP_MINUTES", 15.0),

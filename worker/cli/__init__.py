@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "worker.cli.reconcile",
     "worker.cli.campaign",
     "worker.cli.verify",
+    "worker.cli.receipts",
     "worker.cli.demo",
 )
 

@@ -299,7 +299,13 @@ def _table(status: Any) -> Any:
         ("accepted", status.accepted), ("failed", status.failed),
         ("cancelled", status.cancelled), ("needs review", status.review),
         ("pending", status.pending),
+        ("delivered", status.delivered), ("undelivered", status.undelivered),
+        ("rejected", status.rejected), ("awaiting a receipt", status.delivery_pending),
     ]
+    from worker.receipts.matcher import hook_reason
+
+    for code, count in status.delivery_codes.items():
+        rows.append((f"  {code} {hook_reason(code)}", count))
     for name, value in rows:
         table.add_row(name, str(value))
     return table
@@ -433,7 +439,8 @@ def register(subparsers: Any) -> None:
                         help="seconds between refreshes with --watch (default 1)")
     status.set_defaults(func=_status)
 
-    report = commands.add_parser("report", help="CSV: phone,outcome,smsId,statusCode,message")
+    report = commands.add_parser(
+        "report", help="CSV: phone,outcome,smsId,statusCode,message,delivery,deliveryCode")
     report.add_argument("campaign_id", metavar="CAMPAIGN_ID")
     report.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     report.set_defaults(func=_report)
