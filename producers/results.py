@@ -284,9 +284,20 @@ DELIVERY_FIELDS: Schema = {
     "received_at": TIME,
 }
 
+#: A mail WebHook event (worker.receipts.mail), by its normalised ``event`` name.
+EMAIL_EVENT_FIELDS: Schema = {
+    name: TEXT
+    for name in (
+        "event", "email_id", "recipient", "api_user", "status", "sub_status",
+        "sub_status_desc", "message", "url", "label_id", "modified_time", "received_at",
+    )
+}
+EMAIL_EVENTS = frozenset({"delivered", "invalid", "soft_bounce", "request", "open", "click",
+                          "unsubscribe", "report_spam"})
+
 RecordType = Literal[
     "sms", "campaign_chunk", "members", "alert", "breaker_alert", "campaign_finished",
-    "email_status", "email_gap", "sms_delivery",
+    "email_status", "email_gap", "sms_delivery", "email_event",
 ]
 
 #: The one schema of every record kind: field → type, in the order records are written.
@@ -300,6 +311,7 @@ RECORD_FIELDS: Mapping[RecordType, Schema] = {
     "email_status": EMAIL_STATUS_FIELDS,
     "email_gap": EMAIL_GAP_FIELDS,
     "sms_delivery": DELIVERY_FIELDS,
+    "email_event": EMAIL_EVENT_FIELDS,
 }
 
 SMS_KINDS = frozenset({"sms", "code", "voice_code"})
@@ -309,13 +321,15 @@ MEMBERS_KINDS = frozenset({"members_add", "members_update", "members_delete"})
 def record_type(fields: Mapping[str, Any]) -> RecordType | None:
     """Which schema a record follows, from its ``kind``/``outcome``/``event``; None if unknown."""
     event = fields.get("event")
+    if fields.get("kind") == "delivery":
+        return "sms_delivery"
+    if event in EMAIL_EVENTS and "email_id" in fields:
+        return "email_event"
     if event == "status":
         return "email_status"
     if event == "gap":
         return "email_gap"
     kind = fields.get("kind")
-    if kind == "delivery":
-        return "sms_delivery"
     if kind == "alert":
         return "breaker_alert" if fields.get("outcome") == "verifications_refused" else "alert"
     if kind == "campaign" or fields.get("outcome") == "campaign_finished":

@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         "receipts", help="match SMS delivery receipts (from `sendcloud-jobs web`) to their jobs",
         description="Read the SMS hook inbox and write one delivery record per (smsId, event) "
         "to the sms_delivery result stream, with each recipient's state and the campaign's "
-        "counts. Uses REDIS_URL, SENDCLOUD_RECEIPT_WINDOW, SENDCLOUD_RECEIPT_MATCH_WAIT and "
+        "counts; read the mail hook inbox and publish each event to the email_status stream. "
+        "Uses REDIS_URL, SENDCLOUD_RECEIPT_WINDOW, SENDCLOUD_RECEIPT_MATCH_WAIT and "
         "SENDCLOUD_RECEIPT_RETRY.",
     )
     parser.add_argument("--name", default=None,
@@ -31,10 +32,13 @@ def register(subparsers: Any) -> None:
 
 
 def run_receipts(args: argparse.Namespace) -> int:
+    import threading
+
     import structlog
 
     from worker.logs import configure_logging
-    from worker.receipts.consumer import Consumer
+    from worker.receipts.consumer import MAIL_INBOX, Consumer
+    from worker.receipts.mail import MailEvents
     from worker.receipts.matcher import Matcher
     from worker.settings import Settings
 
@@ -45,6 +49,9 @@ def run_receipts(args: argparse.Namespace) -> int:
     matcher = Matcher(client, window=settings.receipt_window,
                       match_wait=settings.receipt_match_wait, maxlen=settings.results_maxlen)
     consumer = Consumer(client, matcher, name=args.name, retry_after=settings.receipt_retry)
+    mail = Consumer(client, MailEvents(client, window=settings.receipt_window,
+                                       maxlen=settings.results_maxlen),
+                    name=args.name, retry_after=settings.receipt_retry, inbox=MAIL_INBOX)
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -54,12 +61,17 @@ def run_receipts(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     log = structlog.get_logger("sendcloud.receipts")
     log.info("receipts.started", consumer=consumer.name)
+    # Mail hooks are few beside SMS receipts: a thread of their own is enough.
+    mail_thread = threading.Thread(target=mail.run, kwargs={"stop": lambda: stopping},
+                                   name="mail-receipts", daemon=True)
+    mail_thread.start()
     try:
         consumer.run(stop=lambda: stopping)
     except KeyboardInterrupt:
-        pass
+        stopping = True
     finally:
+        mail_thread.join(timeout=5)
         log.info("receipts.stopped", consumer=consumer.name, recorded=consumer.totals.recorded,
-                 duplicate=consumer.totals.duplicate)
+                 duplicate=consumer.totals.duplicate, mail_recorded=mail.totals.recorded)
         client.close()
     return 0

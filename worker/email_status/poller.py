@@ -12,6 +12,11 @@ dropped, so a slow poller cannot re-publish a superseded status.
 The last-published fingerprints live in one hash per request date that expires 32 days after
 that date, just past the 30 days emailStatus can still return it, so the state stays bounded.
 
+The mail webhook (:mod:`worker.receipts.mail`) reports the same status changes
+(delivered, invalid, soft bounce) as they happen. Each is published once per email and status,
+by whichever source saw it first: both set the field ``<emailId>#<status>`` in the same
+seen-hash, in the same script as their XADD, and publish only when they set it.
+
 Every call first takes a slot from the shared
 :class:`~worker.email_status.ratelimit.RateLimiter`. A 50000 (or any other transient failure)
 backs off, holds back every process sharing the limiter, and retries the same page; a poll that
@@ -56,19 +61,22 @@ GAPS_KEY = f"{KEY_PREFIX}poller:gaps"
 GAP_REASON = "request dates older than 30 days can no longer be queried"
 #: How long a request date's fingerprints are kept after that date.
 SEEN_RETENTION = timedelta(days=32)
+#: Status changes that the poller and the mail webhook both report: each is published once per
+#: email, by whichever source saw it first, marked in the seen-hash by status_marker.
+SHARED_STATUSES = frozenset({"delivered", "invalid", "soft_bounce"})
 MAX_PAGE_SIZE = 100
 
-# KEYS: stream, then one seen-hash per record. ARGV: maxlen, then five per record: TTL in
-# seconds, email id, fingerprint, modified time, and the entry's fields as a flat JSON array
-# [name, value, ...] (one argument instead of two dozen keeps the call cheap to encode).
-# Returns the ids it published.
+# KEYS: stream, then one seen-hash per record. ARGV: maxlen, then six per record: TTL in
+# seconds, email id, fingerprint, modified time, the status change's marker ("" for none; see
+# status_marker) and the entry's fields as a flat JSON array [name, value, ...] (one argument
+# instead of two dozen keeps the call cheap to encode). Returns the ids it published.
 _EMIT = """
 local maxlen = ARGV[1]
 local published = {}
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local pos = (i - 2) * 5 + 2
-  local id, fp, mtime = ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3]
+  local pos = (i - 2) * 6 + 2
+  local id, fp, mtime, marker = ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4]
   local prev = redis.call('HGET', key, id)
   local fresh = prev ~= fp
   if fresh and prev then
@@ -78,8 +86,12 @@ for i = 2, #KEYS do
   if fresh then
     redis.call('HSET', key, id, fp)
     redis.call('EXPIRE', key, ARGV[pos])
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(cjson.decode(ARGV[pos + 4])))
-    published[#published + 1] = id
+    -- The mail webhook may have published this status change first (worker.email_status.hooks).
+    if marker == '' or redis.call('HSETNX', key, marker, '1') == 1 then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
+                 unpack(cjson.decode(ARGV[pos + 5])))
+      published[#published + 1] = id
+    end
   end
 end
 return published
@@ -93,6 +105,12 @@ redis.call('HSET', KEYS[1], 'until', ARGV[1], 'until_iso', ARGV[2], 'window', AR
            'polled_at', ARGV[4])
 return 1
 """
+
+
+def status_marker(email_id: str, status: str) -> str:
+    """The seen-hash field that says ``status`` was published for ``email_id``; "" when the
+    status is not one both sources report."""
+    return f"{email_id}#{status}" if status in SHARED_STATUSES else ""
 
 
 class StatusPage(Protocol):
@@ -324,7 +342,9 @@ class EmailStatusPoller:
         for entry in entries:
             keys.append(entry.seen_key)
             pairs = [item for pair in entry.fields.items() for item in pair]
+            marker = status_marker(entry.member, entry.fields.get("status", ""))
             args += [entry.ttl, entry.member, entry.fingerprint, entry.modified_time,
+                     "" if entry.seen_key == GAPS_KEY else marker,
                      json.dumps(pairs, ensure_ascii=False)]
         return len(self._emit(keys=keys, args=args))
 

@@ -17,19 +17,27 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import structlog
 
-from worker.receipts.matcher import Matcher
+from worker.receipts.matcher import Outcome
 
 log = structlog.get_logger("sendcloud.receipts")
 
 SMS_INBOX = "sendcloud:inbox:sms"
+MAIL_INBOX = "sendcloud:inbox:mail"
 GROUP = "receipts"
+
+
+class Handler(Protocol):
+    """What a consumer feeds: worker.receipts.matcher.Matcher (SMS), worker.receipts.mail
+    .MailEvents (mail). ``now`` is Redis's time (s)."""
+
+    def handle(self, event: Mapping[str, Any], received_at_ms: int, now: float) -> Outcome: ...
 
 Entry = tuple[str, dict[str, Any], int]  # inbox id, event, received_at (ms)
 
@@ -52,7 +60,7 @@ class Totals:
 
 class Consumer:
     def __init__(
-        self, client: redis.Redis, matcher: Matcher, *, name: str | None = None,
+        self, client: redis.Redis, matcher: Handler, *, name: str | None = None,
         batch: int = 200, block_ms: int = 1000, retry_after: float = 10.0,
         inbox: str = SMS_INBOX,
     ) -> None:
@@ -125,8 +133,8 @@ class Consumer:
             if outcome.status == "waiting":
                 continue  # stays pending: claimed again after retry_after
             if outcome.status == "recorded":
-                log.info("receipt.recorded", job_key=outcome.key, sms_event=event.get("event"),
-                         inbox_id=ident, entry=outcome.entry)
+                log.info("receipt.recorded", job_key=outcome.key, hook_event=event.get("event"),
+                         inbox=self.inbox, inbox_id=ident, entry=outcome.entry)
             done.append(ident)
         if done:
             pipe = self.client.pipeline(transaction=False)
