@@ -93,6 +93,7 @@ def serve(client: redis.Redis) -> tuple[str, threading.Thread, metrics.HTTPServe
 
 def test_exposition_serves_queue_depths(redis_client: redis.Redis) -> None:
     redis_client.hset(f"dramatiq:{CODES_QUEUE}.msgs", "m1", "x")
+    redis_client.xadd("sendcloud:inbox:sms", {"event": "{}", "received_at": "1"})
     url, thread, server = serve(redis_client)
     try:
         body = httpx.get(f"{url}/metrics").text
@@ -105,6 +106,8 @@ def test_exposition_serves_queue_depths(redis_client: redis.Redis) -> None:
     assert f'{metrics.QUEUE_DEPTH}{{queue="{CODES_QUEUE}"}} 1.0' in body
     assert f'{metrics.QUEUE_DEPTH}{{queue="{SMS_QUEUE}.XQ"}} 0.0' in body
     assert f"{metrics.REDIS_UP} 1.0" in body
+    assert f'{metrics.INBOX_DEPTH}{{inbox="sms"}} 1.0' in body
+    assert f'{metrics.INBOX_DEPTH}{{inbox="mail"}} 0.0' in body
     assert missing == 404
 
 

@@ -11,6 +11,8 @@ A worker started with ``dramatiq worker.app`` serves everything on one port,
 - ``sendcloud_job_outcomes_total{kind,outcome}``: one per result record a worker writes;
 - ``sendcloud_queue_depth{queue}``: messages not yet acknowledged on each product queue, its
   delay queue (``.DQ``) and its dead-letter queue (``.XQ``), read from Redis at scrape time;
+- ``sendcloud_inbox_depth{inbox}``: webhook events received and not yet handled by
+  ``sendcloud-jobs receipts`` (``sms``, ``mail``), read at scrape time;
 - ``sendcloud_redis_up``: 1 when that read worked;
 - ``sendcloud_verifications_total{channel,event}``, ``sendcloud_verifications_refused_total
   {channel,rule}``, ``sendcloud_verification_approval_ratio`` and
@@ -61,6 +63,8 @@ log = structlog.get_logger(__name__)
 API_CALLS = "sendcloud_api_calls_total"
 JOB_OUTCOMES = "sendcloud_job_outcomes_total"
 JOBS_REDRIVEN = "sendcloud_jobs_redriven_total"
+INBOX_DEPTH = "sendcloud_inbox_depth"
+INBOXES = ("sms", "mail")
 QUEUE_DEPTH = "sendcloud_queue_depth"
 REDIS_UP = "sendcloud_redis_up"
 VERIFICATIONS = "sendcloud_verifications_total"
@@ -155,6 +159,11 @@ class QueueDepthCollector:
         self.queues = tuple(queues)
 
     def depths(self) -> dict[str, int]:
+        """Messages per queue (and its .DQ and .XQ)."""
+        return self._read()[0]
+
+    def _read(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Queue depths and inbox depths, in one round trip."""
         ns = self.namespace
         names: list[str] = []
         pipe = self.client.pipeline(transaction=False)
@@ -164,7 +173,11 @@ class QueueDepthCollector:
             pipe.hlen(f"{ns}:{queue}.DQ.msgs")
             pipe.zcard(f"{ns}:{queue}.XQ")
             names += [queue, f"{queue}.DQ", f"{queue}.XQ"]
-        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
+        for inbox in INBOXES:
+            pipe.xlen(f"sendcloud:inbox:{inbox}")  # handled entries are deleted from it
+        counts = [int(n) for n in pipe.execute()]
+        return (dict(zip(names, counts, strict=False)),
+                dict(zip(INBOXES, counts[len(names):], strict=True)))
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
@@ -175,8 +188,12 @@ class QueueDepthCollector:
             "Messages not yet acknowledged, per queue (.DQ: delayed, .XQ: dead-lettered).",
             labels=["queue"],
         )
+        inboxes = GaugeMetricFamily(
+            INBOX_DEPTH, "Webhook events received and not yet handled, per inbox.",
+            labels=["inbox"],
+        )
         try:
-            depths = self.depths()
+            depths, waiting = self._read()
         except redis.RedisError as err:
             log.warning("metrics.queue_depth_failed", error=str(err))
             up.add_metric([], 0)
@@ -184,8 +201,11 @@ class QueueDepthCollector:
             up.add_metric([], 1)
             for queue, count in depths.items():
                 depth.add_metric([queue], count)
+            for inbox, count in waiting.items():
+                inboxes.add_metric([inbox], count)
         yield up
         yield depth
+        yield inboxes
 
 
 class VerificationCollector:
