@@ -175,6 +175,7 @@ class HookDispatcher:
         with self.lock:
             counts = dict(self.counts)
             counts["pending"] = self._pending()
+            counts["window"] = len(self._heap) + len(self._held) + self._inflight
             for (channel, event), n in self.posted.items():
                 counts[f"{channel}:{event}"] = n
             return counts, read()
@@ -193,8 +194,9 @@ class HookDispatcher:
     # -- the scheduler (one thread; holds the lock only while it does bookkeeping) --------------
 
     def _pending(self) -> int:
-        return (len(self._intake) + len(self._sources) + self._unmaterialized + len(self._heap)
-                + len(self._held) + self._inflight)
+        # A source not yet started counts as one: its events are not drawn yet.
+        return (len(self._intake) + self._unmaterialized + len(self._heap) + len(self._held)
+                + self._inflight)
 
     def _start_threads(self) -> None:
         if self._scheduler is not None or self._stopping:

@@ -322,5 +322,5 @@ class Hooks:
                            "fresh_token": counts.get("duplicates_fresh_token", 0)},
             **{name: counts.get(name, 0) for name in (
                 "attempts", "retries", "given_up", "held_back", "reordered", "triggered",
-                "advanced", "pending")},
+                "advanced", "pending", "window")},
         }

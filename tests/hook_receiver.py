@@ -5,6 +5,9 @@ form and JSON bodies, decodes the JSON-text list fields, and checks
 signature = hex HMAC-SHA256(app key, timestamp + token) with the key of the path it was POSTed
 to (``/sms`` or ``/mail``). ``status_for(n)`` decides the HTTP status of the n-th POST (1-based);
 ``gate`` holds every answer until it is set.
+
+:func:`rigs` (the ``rig`` fixture) pairs one with a simulator served over HTTP and its admin
+client.
 """
 
 from __future__ import annotations
@@ -13,11 +16,19 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+import httpx
+
+from simulator import Simulator
+from simulator.admin import SimulatorAdmin
+from simulator.server import SimulatorServer, serve_in_thread
+from tests.test_simulator_support import signed
 
 LIST_FIELDS = ("smsIds", "phones", "emailIds", "recipientArray")
 
@@ -125,3 +136,77 @@ class HookReceiver:
             with self.lock:
                 self.bad.append(f"token of {fields.get('event')}")
         return Received(path, content_type, fields, raw)
+
+
+SMS_HOOK_KEY = "sms-app-key-for-tests"
+MAIL_HOOK_KEY = "mail-app-key-for-tests"
+
+
+@dataclass
+class Rig:
+    sim: Simulator
+    server: SimulatorServer
+    admin: SimulatorAdmin
+    receiver: HookReceiver
+    http: httpx.Client
+
+    def send(self, phones: list[str]) -> list[str]:
+        reply = self.http.post("/smsapi/send", data=signed(
+            {"templateId": 1, "phone": ",".join(phones)})).json()
+        assert reply["statusCode"] == 200, reply
+        return list(reply["info"]["smsIds"])
+
+    def hook_up(self, **settings: Any) -> None:
+        self.admin.configure_hooks(sms_url=self.receiver.url("/sms"), sms_key=SMS_HOOK_KEY,
+                                   mail_url=self.receiver.url("/mail"), mail_key=MAIL_HOOK_KEY,
+                                   retry_base=0.01, retry_max=0.05, **settings)
+
+    def restart(self, **settings: Any) -> None:
+        """The simulator back to its start, the same hook settings, an empty receiver."""
+        self.admin.reset()
+        self.admin.seed_template(1, "hello")
+        self.hook_up(**settings)
+        with self.receiver.lock:
+            self.receiver.accepted.clear()
+
+    def stop(self) -> None:
+        self.http.close()
+        self.admin.close()
+        self.server.stop()
+        self.sim.close()
+        self.receiver.stop()
+
+    def settle(self) -> dict[str, Any]:
+        assert self.admin.wait_for_hooks(120)
+        stats = self.admin.hook_stats()
+        assert stats["pending"] == 0
+        assert self.receiver.bad == []
+        return stats
+
+
+@contextmanager
+def rigs() -> Iterator[Callable[..., Rig]]:
+    """``make(**hook settings)``: a served simulator hooked to a fresh receiver; all stopped
+    at the end."""
+    made: list[Rig] = []
+
+    def make(**settings: Any) -> Rig:
+        receiver = HookReceiver({"/sms": SMS_HOOK_KEY, "/mail": MAIL_HOOK_KEY})
+        sim = Simulator()
+        sim.seed_template(1, "hello")
+        server = serve_in_thread(sim)
+        admin = SimulatorAdmin(server.url)
+        made.append(Rig(sim, server, admin, receiver, httpx.Client(base_url=server.url,
+                                                                   timeout=30)))
+        made[-1].hook_up(**settings)
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for made_rig in made:
+            made_rig.stop()
+
+
+def phones(n: int, start: int = 0) -> list[str]:
+    return [f"139{start + i:08d}" for i in range(n)]

@@ -7,87 +7,14 @@ simulator exposes (``hook_stats``, ``sms_outcomes``), never with timings.
 from __future__ import annotations
 
 import base64
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import pytest
-
-from simulator import Simulator
-from simulator.admin import SimulatorAdmin
 from simulator.hook_events import DELIVER_ERRORS, WORKER_ERRORS
-from simulator.server import SimulatorServer, serve_in_thread
-from tests.hook_receiver import HookReceiver
-from tests.test_simulator_support import signed
+from tests.hook_receiver import phones
 
-SMS_HOOK_KEY = "sms-app-key-for-tests"
-MAIL_HOOK_KEY = "mail-app-key-for-tests"
 TABLES = {"workererror": WORKER_ERRORS, "delivererror": DELIVER_ERRORS}
-
-
-@dataclass
-class Rig:
-    sim: Simulator
-    server: SimulatorServer
-    admin: SimulatorAdmin
-    receiver: HookReceiver
-    http: httpx.Client
-
-    def send(self, phones: list[str]) -> list[str]:
-        reply = self.http.post("/smsapi/send", data=signed(
-            {"templateId": 1, "phone": ",".join(phones)})).json()
-        assert reply["statusCode"] == 200, reply
-        return list(reply["info"]["smsIds"])
-
-    def hook_up(self, **settings: Any) -> None:
-        self.admin.configure_hooks(sms_url=self.receiver.url("/sms"), sms_key=SMS_HOOK_KEY,
-                                   mail_url=self.receiver.url("/mail"), mail_key=MAIL_HOOK_KEY,
-                                   retry_base=0.01, retry_max=0.05, **settings)
-
-    def restart(self, **settings: Any) -> None:
-        """The simulator back to its start, the same hook settings, an empty receiver."""
-        self.admin.reset()
-        self.admin.seed_template(1, "hello")
-        self.hook_up(**settings)
-        with self.receiver.lock:
-            self.receiver.accepted.clear()
-
-    def settle(self) -> dict[str, Any]:
-        assert self.admin.wait_for_hooks(120)
-        stats = self.admin.hook_stats()
-        assert stats["pending"] == 0
-        assert self.receiver.bad == []
-        return stats
-
-
-@pytest.fixture
-def rig() -> Iterator[Callable[..., Rig]]:
-    made: list[Rig] = []
-
-    def make(**settings: Any) -> Rig:
-        receiver = HookReceiver({"/sms": SMS_HOOK_KEY, "/mail": MAIL_HOOK_KEY})
-        sim = Simulator()
-        sim.seed_template(1, "hello")
-        server = serve_in_thread(sim)
-        admin = SimulatorAdmin(server.url)
-        made.append(Rig(sim, server, admin, receiver, httpx.Client(base_url=server.url,
-                                                                   timeout=30)))
-        made[-1].hook_up(**settings)
-        return made[-1]
-
-    yield make
-    for made_rig in made:
-        made_rig.http.close()
-        made_rig.admin.close()
-        made_rig.server.stop()
-        made_rig.sim.close()
-        made_rig.receiver.stop()
-
-
-def phones(n: int, start: int = 0) -> list[str]:
-    return [f"139{start + i:08d}" for i in range(n)]
 
 
 def test_every_accepted_number_gets_one_request_and_one_outcome_matching_the_truth(rig):
@@ -239,7 +166,7 @@ def test_events_are_given_up_after_max_attempts(rig):
 
 def test_a_send_answers_while_the_receiver_holds_every_hook(rig):
     r = rig(connections=1)
-    r.receiver.gate = gate = __import__("threading").Event()
+    r.receiver.gate = gate = threading.Event()
     r.send(phones(3))
     assert r.receiver.first_arrival.wait(30)
     r.send(phones(3, 100))  # the only connection is held by the receiver
