@@ -43,6 +43,7 @@ log = structlog.get_logger("simulator.hooks")
 WINDOW = 4096
 #: A held-back event is released once this many later events were accepted.
 HOLD_GAP = 3
+HELD_RECHECK = 0.05
 NO_DUPLICATE, SAME_TOKEN, FRESH_TOKEN = 0, 1, 2
 
 
@@ -233,6 +234,8 @@ class HookDispatcher:
                 self._release_held(now)
                 self._fill(now)
                 wait = self._hand_out(now)
+                if self._held and wait is None:
+                    wait = HELD_RECHECK  # held events may be all that is left
                 self.lock.notify_all()
 
     def _collect(self, now: float) -> None:
