@@ -23,6 +23,9 @@ POST /_sim/config                   any of duplicate_mode, clock_offset_ms,
 POST /_sim/reset                    ``{}``
 ==================================  ==========================================================
 
+The hook endpoints (settings, stats, waiting, per-smsId outcomes, events made by hand) are
+listed in :mod:`simulator.admin_hooks`.
+
 The admin API has no authentication: the simulator is a local test tool and listens on
 127.0.0.1 unless told otherwise.
 """
@@ -39,8 +42,11 @@ from urllib.parse import parse_qsl
 import httpx
 
 from simulator.addresslist import AddressListView
+from simulator.admin_hooks import ROUTES as HOOK_ROUTES
+from simulator.admin_hooks import HookAdminMixin
 from simulator.email_status import EmailRecord
 from simulator.faults import Faults, config_from_json
+from simulator.hooks import Hooks
 from simulator.ledger import Ledger, LedgerEntry
 from simulator.protocol import RawReply, RawRequest
 from simulator.sms import SmsApi, Template
@@ -58,6 +64,7 @@ class Simulator(Protocol):
     ledger: Ledger
     faults: Faults
     sms: SmsApi
+    hooks: Hooks
     duplicate_mode: str
     clock_offset_ms: int
     email_status_cache_seconds: float
@@ -79,6 +86,7 @@ class Simulator(Protocol):
                              count: int | None = ..., status: int = ...,
                              sub_status: int | None = ...) -> list[str]: ...
     def email_records(self) -> list[EmailRecord]: ...
+    def configure_hooks(self, **changes: Any) -> Any: ...
     def reset(self) -> None: ...
 
 
@@ -162,6 +170,7 @@ def _state(sim: Simulator, _: Json) -> Json:
         "clock_offset_ms": sim.clock_offset_ms,
         "email_status_cache_seconds": sim.email_status_cache_seconds,
         "faults": {path: config.to_json() for path, config in sim.faults.configs().items()},
+        "hooks": sim.hooks.settings.to_json(),
         "templates": [
             {"template_id": t.template_id, "text": t.text, "msg_type": t.msg_type,
              "approved": t.approved}
@@ -225,6 +234,7 @@ _ROUTES: dict[tuple[str, str], Callable[[Simulator, Json], Json]] = {
     ("POST", "/_sim/phone_limits"): _set_phone_limits,
     ("POST", "/_sim/config"): _configure,
     ("POST", "/_sim/reset"): _reset,
+    **HOOK_ROUTES,
 }
 
 
@@ -232,7 +242,7 @@ class SimulatorAdminError(RuntimeError):
     pass
 
 
-class SimulatorAdmin:
+class SimulatorAdmin(HookAdminMixin):
     """Drives a simulator in another process; methods mirror :class:`Simulator`'s."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
@@ -249,8 +259,11 @@ class SimulatorAdmin:
         self.close()
 
     def _call(self, method: str, path: str, body: Json | None = None,
-              params: dict[str, str] | None = None) -> Json:
-        response = self._http.request(method, f"/_sim/{path}", json=body, params=params)
+              params: dict[str, str] | None = None, timeout: float | None = None) -> Json:
+        response = self._http.request(
+            method, f"/_sim/{path}", json=body, params=params,
+            timeout=self._http.timeout if timeout is None else httpx.Timeout(timeout),
+        )
         data = response.json()
         if response.status_code != 200:
             raise SimulatorAdminError(data.get("error", f"HTTP {response.status_code}"))

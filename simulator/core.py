@@ -7,6 +7,10 @@ guards all state; injected latency sleeps outside it, so a slow reply never bloc
 apiv2 endpoints check ``apiUser``/``apiKey`` first (40005 "认证失败" for a missing or wrong
 pair). ``/_sim/...`` paths are the JSON admin API (see :mod:`simulator.admin`); they are
 never subject to faults.
+
+``hooks`` (:class:`simulator.hook_events.HookSettings`) makes it POST SendCloud's SMSHook and
+mail WebHook events to a receiver (see :mod:`simulator.hooks`); ``close()`` stops the threads
+that post them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from simulator.addresslist import AddressBook, AddressListView
 from simulator.admin import serve_admin
 from simulator.email_status import EmailRecord, EmailStatusStore
 from simulator.faults import Faults
+from simulator.hook_events import HookSettings
+from simulator.hooks import Hooks
 from simulator.ledger import Ledger
 from simulator.protocol import (
     ApiError,
@@ -77,6 +83,7 @@ class Simulator:
         *,
         duplicate_mode: str = "error",
         email_status_cache_seconds: float = 0.0,
+        hooks: HookSettings | None = None,
     ) -> None:
         self.sms_user = sms_user
         self.api_user = api_user
@@ -92,6 +99,9 @@ class Simulator:
         self.email_status = EmailStatusStore(api_user=api_user, clock=clock, seed=seed)
         self.duplicate_mode = duplicate_mode
         self.email_status_cache_seconds = email_status_cache_seconds
+        self.hooks = Hooks(settings=hooks or HookSettings(), ledger=self.ledger,
+                           emails=self.email_status, sms_user=sms_user, api_user=api_user,
+                           clock_ms=self.sms.server_ms)
         self._routes = self._build_routes()
 
     def _build_routes(self) -> dict[str, Route]:
@@ -256,8 +266,11 @@ class Simulator:
         """Add ``count`` sent emails, ``spacing_seconds`` apart from ``start`` (a naive datetime
         is Asia/Shanghai time; by default they end now, not before today's midnight)."""
         with self._lock:
-            return self.email_status.seed(count, start=start, status=status, api_user=api_user,
-                                          spacing_seconds=spacing_seconds, recipients=recipients)
+            ids = self.email_status.seed(count, start=start, status=status, api_user=api_user,
+                                         spacing_seconds=spacing_seconds, recipients=recipients)
+            if status == 18:
+                self.hooks.emails_sent(ids)
+            return ids
 
     def advance_email_status(self, email_ids: Sequence[str] | None = None, *,
                              count: int | None = None, status: int = 1,
@@ -265,8 +278,10 @@ class Simulator:
         """Move emails to ``status`` (modifiedTime now): the given ids, else those still
         requesting (18) oldest first, at most ``count``. Returns the ids moved."""
         with self._lock:
-            return self.email_status.advance(email_ids, count=count, status=status,
-                                             sub_status=sub_status)
+            ids = self.email_status.advance(email_ids, count=count, status=status,
+                                            sub_status=sub_status)
+            self.hooks.emails_advanced(ids)
+            return ids
 
     def email_records(self) -> list[EmailRecord]:
         with self._lock:
@@ -294,4 +309,14 @@ class Simulator:
             self.sms.reset()
             self.address_book.reset()
             self.email_status.reset()
+            self.hooks.reset()
             self.duplicate_mode, self.email_status_cache_seconds = self._initial
+
+    def configure_hooks(self, **changes: Any) -> HookSettings:
+        """Change hook settings (any field of HookSettings) while running."""
+        with self._lock:
+            return self.hooks.configure(changes)
+
+    def close(self) -> None:
+        """Stop posting hook events (pending ones are forgotten)."""
+        self.hooks.close()

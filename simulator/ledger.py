@@ -3,12 +3,16 @@
 One entry per accepted SMS recipient, verification code or voice code. Tests count deliveries
 here instead of trusting the replies a client saw, which is how "exactly once" is checked when
 replies are dropped on the way back.
+
+``listener``, when set, is called with each request's :class:`Batch` as it is recorded (the
+SMSHook dispatcher keeps a reference to it instead of a copy of its smsIds).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -35,7 +39,7 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
-class _Batch:
+class Batch:
     """The recipients one request delivered to: they share all but the phone and the smsId.
 
     Kept as two plain lists per request rather than an object per recipient: at millions of
@@ -65,8 +69,9 @@ class _Batch:
 class Ledger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._batches: list[_Batch] = []
+        self._batches: list[Batch] = []
         self._count = 0
+        self.listener: Callable[[Batch], None] | None = None
 
     def record(
         self,
@@ -100,11 +105,22 @@ class Ledger:
     ) -> list[LedgerEntry]:
         """One request's deliveries, in order; returns their entries."""
         with self._lock:
-            batch = _Batch(self._count + 1, kind, template_id, send_request_id, at, msg_type,
+            batch = Batch(self._count + 1, kind, template_id, send_request_id, at, msg_type,
                            text, phones, sms_ids)  # fmt: skip
             self._batches.append(batch)
             self._count += len(phones)
+        if self.listener is not None:
+            self.listener(batch)
         return batch.entries() if len(phones) == 1 else []
+
+    def find(self, sms_id: str) -> LedgerEntry | None:
+        """The entry of one smsId (a scan: for tests and hand-made events)."""
+        with self._lock:
+            batches = list(self._batches)
+        for batch in batches:
+            if sms_id in batch.sms_ids:
+                return batch.entries()[batch.sms_ids.index(sms_id)]
+        return None
 
     def entries(self, since: int = 0) -> list[LedgerEntry]:
         """Every entry (``since``: only those with a larger seq), in order."""

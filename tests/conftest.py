@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -57,3 +58,13 @@ def redis_db(redis_server: RedisServer) -> Iterator[Callable[[int], str]]:
     for client in clients:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def rig() -> Iterator[Callable[..., Any]]:
+    """``rig(**hook settings)``: a served simulator posting its hooks to a receiver that checks
+    every signature (tests/hook_receiver.py); everything is stopped when the test ends."""
+    from tests.hook_receiver import rigs  # imported here: most tests never start a simulator
+
+    with rigs() as make:
+        yield make
