@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "worker.cli.campaign",
     "worker.cli.verify",
     "worker.cli.demo",
+    "worker.cli.web",
 )
 
 EXIT_OK = 0
