@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+import structlog
 
 from tests.redis_server import RedisServer, start_redis_server
 
@@ -57,3 +59,17 @@ def redis_db(redis_server: RedisServer) -> Iterator[Callable[[int], str]]:
     for client in clients:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo a test's ``configure_logging``: structlog's configuration and the root handlers."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**config)
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -33,19 +33,6 @@ from worker.sendcloud.client import SendCloudClient
 
 PHONE = "13912345678"
 MEMBER = "private.person@example.com"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    config = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**config)
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture
