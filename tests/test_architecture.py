@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
                     "worker.settings", "producers"},
     "worker.email_status": {"worker.runtime", "worker.sendcloud", "worker.metrics",
                             "worker.logs", "worker.settings", "producers"},
-    "worker.web": {"worker.settings"},
+    "worker.web": {"worker.logs", "worker.settings"},
     "worker.broker": {"worker.metrics", "worker.logs", "worker.settings", "producers"},
     "worker.runtime": {"worker.sendcloud", "worker.settings"},
     "worker.sendcloud": {"worker.metrics", "worker.settings"},

@@ -8,5 +8,5 @@
 * ``inbox``: the inbox streams' names and entry format, and ``decode_entry`` for readers;
 * ``server``: uvicorn on a socket bound up front.
 
-Imports only the settings: the receiver verifies and appends, nothing more.
+Imports only plumbing (settings, logs): the receiver verifies and appends, nothing more.
 """

@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-import structlog
 from redis.exceptions import RedisError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
+from starlette.types import Receive, Scope, Send
 
+from worker.logs import direct_logger
 from worker.settings import Settings
 from worker.web.inbox import Channel, Hook, encode_event
 from worker.web.parsing import BadHook, parse_hook
 from worker.web.store import HookStore
-
-log = structlog.get_logger(__name__)
 
 #: Longest event name put on a log line (the name is the sender's input).
 EVENT_NAME_CHARS = 32
@@ -56,19 +52,32 @@ class Refused(Exception):
         super().__init__(reason)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The body, refused (413) once more than ``limit`` bytes arrive, whatever the headers say."""
-    declared = request.headers.get("content-length", "")
+    declared = header(scope, b"content-length")
     if declared.isdigit() and int(declared) > limit:
         raise Refused(413, f"body: over {limit} bytes (Content-Length)")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "body: the sender went away before its end")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise Refused(413, f"body: over {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def header(scope: Scope, name: bytes) -> str:
+    """The first ``name`` header (lowercase), or ""."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 def signature_of(key: str, timestamp: str, token: str) -> str:
@@ -94,51 +103,69 @@ def _event_name(hook: Hook | None) -> str | None:
     return event[:EVENT_NAME_CHARS] if isinstance(event, str) else None
 
 
-def endpoint(path: HookPath, store: HookStore, max_bytes: int
-             ) -> Callable[[Request], Awaitable[Response]]:
-    async def receive(request: Request) -> Response:
-        if not path.key:
-            log.warning("hook", path=request.url.path, outcome="refused", status=404,
-                        reason=f"{path.variable} is not set")
-            return PlainTextResponse("not found", status_code=404)
-        if request.method != "POST":  # SendCloud's probe of a new URL
-            log.info("hook_probe", path=request.url.path, method=request.method)
-            return PlainTextResponse("ok")
+class HookEndpoint:
+    """One hook path, as a plain ASGI app: the request is read from ``receive`` as it comes,
+    with none of a framework's request objects (a hook needs its body and two headers)."""
+
+    def __init__(self, path: HookPath, store: HookStore, max_bytes: int, log: Any) -> None:
+        self.path = path
+        self.store = store
+        self.max_bytes = max_bytes
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, text = await self.answer(scope, receive)
+        body = text.encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, str]:
+        where = scope["path"]
+        if not self.path.key:
+            self.log.warning("hook", path=where, outcome="refused", status=404,
+                             reason=f"{self.path.variable} is not set")
+            return 404, "not found"
+        if scope["method"] != "POST":  # SendCloud's probe of a new URL
+            self.log.info("hook_probe", path=where, method=scope["method"])
+            return 200, "ok"
         hook: Hook | None = None
         try:
-            body = await read_body(request, max_bytes)
+            body = await read_body(scope, receive, self.max_bytes)
             try:
-                hook = parse_hook(body, request.headers.get("content-type", ""))
+                hook = parse_hook(body, header(scope, b"content-type"))
             except BadHook as exc:
                 raise Refused(400, str(exc)) from None
-            token, timestamp_ms = authenticate(path.key, hook)
-            appended = await store.append(path.channel, token, timestamp_ms, encode_event(hook))
+            token, timestamp_ms = authenticate(self.path.key, hook)
+            appended = await self.store.append(self.path.channel, token, timestamp_ms,
+                                               encode_event(hook))  # fmt: skip
             if appended.outcome == "outside_window":
                 skew = (timestamp_ms - appended.now_ms) / 1000
                 raise Refused(403, f"timestamp: {skew:+.0f} s from Redis's clock, outside "
                                    f"SENDCLOUD_HOOK_WINDOW")  # fmt: skip
         except Refused as refused:
-            log.warning("hook", path=request.url.path, hook_event=_event_name(hook),
-                        outcome="refused", status=refused.status, reason=refused.reason)
-            return PlainTextResponse(refused.reason, status_code=refused.status)
+            self.log.warning("hook", path=where, hook_event=_event_name(hook),
+                             outcome="refused", status=refused.status, reason=refused.reason)
+            return refused.status, refused.reason
         except RedisError as exc:
-            log.error("hook", path=request.url.path, hook_event=_event_name(hook),
-                      outcome="refused", status=503,
-                      reason=f"Redis unreachable: {type(exc).__name__}: {exc}")
-            return PlainTextResponse("Redis unreachable; retry later", status_code=503)
-        log.info("hook", path=request.url.path, hook_event=_event_name(hook),
-                 outcome=appended.outcome, status=200)
-        return PlainTextResponse("ok")
-
-    return receive
+            self.log.error("hook", path=where, hook_event=_event_name(hook), outcome="refused",
+                           status=503, reason=f"Redis unreachable: {type(exc).__name__}: {exc}")
+            return 503, "Redis unreachable; retry later"
+        self.log.info("hook", path=where, hook_event=_event_name(hook), outcome=appended.outcome,
+                      status=200)
+        return 200, "ok"
 
 
-def hooks_app(settings: Settings, store: HookStore) -> Starlette:
+def hooks_app(settings: Settings, store: HookStore) -> Router:
     """The hook paths, to be mounted at ``/hooks``."""
     paths = (HookPath("sms", settings.sms_hook_key, "SENDCLOUD_SMS_HOOK_KEY"),
              HookPath("mail", settings.mail_hook_key, "SENDCLOUD_MAIL_HOOK_KEY"))
-    return Starlette(routes=[
-        Route(f"/{p.channel}", endpoint(p, store, settings.hook_max_bytes),
+    # A line per hook: the direct logger, bound now (the command configures logging first).
+    log = direct_logger(settings, __name__)
+    return Router(routes=[
+        Route(f"/{p.channel}", HookEndpoint(p, store, settings.hook_max_bytes, log),
               methods=["GET", "POST"], name=f"hook_{p.channel}")
         for p in paths
     ])
