@@ -289,3 +289,26 @@ def test_redis_out_of_reach_answers_503_and_healthz_says_so(
 def test_healthz_answers_200_when_redis_does(hook_client: ClientFactory) -> None:
     reply = hook_client().get("/healthz")
     assert (reply.status_code, reply.json()) == (200, {"redis": "ok"})
+
+
+def test_form_fields_are_decoded_as_a_form_post_encodes_them(
+    hook_client: ClientFactory, redis_client: redis.Redis
+) -> None:
+    hook = sms_deliver(redis_ms(redis_client))
+    hook.update(replyContent="回复 a+b & c=d 100%", phone="+8613800000000")
+    body = form_body(hook)
+    assert b"%2B" in body and b"+" in body and b"%26" in body  # "+", " " and "&" encoded
+    assert hook_client().post("/hooks/sms", content=body, headers=FORM).status_code == 200
+    [(event, _)] = entries(redis_client)
+    assert event["replyContent"] == "回复 a+b & c=d 100%"
+    assert event["phone"] == "+8613800000000" and event["smsId"] == hook["smsId"]
+
+
+def test_a_percent_escape_that_is_not_utf8_is_refused(
+    hook_client: ClientFactory, redis_client: redis.Redis
+) -> None:
+    hook = sms_deliver(redis_ms(redis_client))
+    body = form_body(hook) + b"&replyContent=%FF%FE"
+    reply = hook_client().post("/hooks/sms", content=body, headers=FORM)
+    assert reply.status_code == 400 and reply.text.startswith("body:")
+    assert redis_client.dbsize() == 0

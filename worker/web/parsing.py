@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from worker.web.inbox import LIST_FIELDS, Hook
 
@@ -50,17 +50,30 @@ def _as_list(name: str, value: Any) -> list[str]:
     return [_as_text(item) for item in value]
 
 
+def _unquote(text: str) -> str:
+    # Most of a hook's fields (token, signature, timestamp, event) need no decoding: skip the call.
+    return unquote_plus(text, errors="strict") if "%" in text or "+" in text else text
+
+
 def _form(body: bytes) -> dict[str, Any]:
+    """A strict form parse (as ``parse_qsl(strict_parsing=True)``): every field has an "="."""
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True,
-                          errors="strict", max_num_fields=MAX_FIELDS)  # fmt: skip
-    except ValueError:  # bad UTF-8, a field without "=", too many fields
+        parts = body.decode("utf-8").split("&") if body else []
+        if len(parts) > MAX_FIELDS:
+            raise ValueError("too many fields")
+        fields: dict[str, Any] = {}
+        for part in parts:
+            name, equals, value = part.partition("=")
+            if not equals:
+                raise ValueError("a field without '='")
+            name = _unquote(name)
+            if name in fields:
+                raise BadHook(name, "given more than once")
+            fields[name] = _unquote(value)
+    except BadHook:
+        raise
+    except ValueError:  # bad UTF-8 (raw or %-encoded), a field without "=", too many fields
         raise BadHook("body", "must be form-urlencoded UTF-8 or a JSON object") from None
-    fields: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in fields:
-            raise BadHook(name, "given more than once")
-        fields[name] = value
     return fields
 
 
