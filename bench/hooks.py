@@ -11,7 +11,8 @@ stored, none deduplicated; Redis is emptied before each run of ours. wrk (``benc
 sends each body once.
 
 * Throughput: each round loads both as fast as ``--connections`` allow for ``--duration`` s,
-  alternating which goes first. ``ratio`` = ours / bare hooks per second (median over rounds).
+  alternating which goes first. ``ratio`` = ours / bare hooks per second (median over rounds);
+  ``*_cpu_us_per_hook``: the server process's CPU per answered hook (from ``/proc``).
 * Fixed rate: ``--rate`` hooks/s for ``--rate-duration`` s on an open schedule (each send takes
   the next slot, whichever connection is free); ``ours_p99_ms_at_rate`` is wrk's p99 from
   send to answer. ``late_sends`` counts sends over 1 ms behind their slot (0: the rate held).
@@ -31,6 +32,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +55,20 @@ def _env(redis_url: str) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process so far (``/proc/<pid>/stat``)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def served(argv: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run a server command on a free port (``{port}`` in argv); its base URL once it answers."""
+def served(argv: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
+    """Run a server command on a free port (``{port}`` in argv), until it answers."""
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen([a.replace("{port}", str(port)) for a in argv], env=env,
@@ -71,7 +84,7 @@ def served(argv: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{argv[:3]} did not start; see {log}") from None
                 time.sleep(0.1)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -88,23 +101,26 @@ def write_bodies(path: Path, n: int, now_ms: int) -> None:
             out.write(b"\n")
 
 
-def wrk(url: str, bodies: Path, *, duration: float, connections: int, threads: int,
+def wrk(server: Server, bodies: Path, *, duration: float, connections: int, threads: int,
         rate: int = 0) -> dict[str, Any]:
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
-            "--timeout", "5s", "-s", str(LUA), url + PATH, "--",
+            "--timeout", "5s", "-s", str(LUA), server.url + PATH, "--",
             str(bodies), PATH, str(rate), str(threads)]  # fmt: skip
+    cpu = server.cpu_seconds()
     run = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120)
+    cpu = server.cpu_seconds() - cpu
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     if run.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed ({run.returncode}): {run.stdout[-2000:]} {run.stderr}")
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
     result["per_s"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["cpu_us_per_hook"] = cpu * 1e6 / max(1, result["requests"])
     return result
 
 
-def _ours(client: redis.Redis, url: str, bodies: Path, **load: Any) -> dict[str, Any]:
+def _ours(client: redis.Redis, server: Server, bodies: Path, **load: Any) -> dict[str, Any]:
     client.flushdb()
-    result = wrk(url, bodies, **load)
+    result = wrk(server, bodies, **load)
     # Answers still in flight when wrk stopped may be stored too: stored >= answered.
     result["stored"] = int(client.xlen(SMS_INBOX))
     errors = sum(result["errors"].values())
@@ -142,24 +158,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = _env(redis_url)
         ours_cmd = [str(Path(sys.executable).parent / "sendcloud-jobs"), "web", "--port", "{port}"]
         bare_cmd = [sys.executable, "-m", "bench.bare_web", "--port", "{port}"]
-        with served(ours_cmd, env, logs / "web.log") as ours_url, \
-                served(bare_cmd, env, logs / "bare_web.log") as bare_url:
+        with served(ours_cmd, env, logs / "web.log") as ours, \
+                served(bare_cmd, env, logs / "bare_web.log") as bare:
             for round_no in range(args.rounds):
                 runs = {}
                 for side in (("ours", "bare") if round_no % 2 == 0 else ("bare", "ours")):
-                    runs[side] = (_ours(client, ours_url, bodies, duration=args.duration, **load)
+                    runs[side] = (_ours(client, ours, bodies, duration=args.duration, **load)
                                   if side == "ours" else
-                                  wrk(bare_url, bodies, duration=args.duration, **load))
+                                  wrk(bare, bodies, duration=args.duration, **load))
                 rounds.append(runs)
             paced = {"duration": args.rate_duration, "rate": args.rate, **load}
-            ours_rate = _ours(client, ours_url, bodies, **paced)
-            bare_rate = wrk(bare_url, bodies, **paced)
+            ours_rate = _ours(client, ours, bodies, **paced)
+            bare_rate = wrk(bare, bodies, **paced)
         client.close()
     ratios = [r["ours"]["per_s"] / r["bare"]["per_s"] for r in rounds]
     figures = {
         "ratio": round(statistics.median(ratios), 3),
         "ours_hooks_per_s": round(statistics.median(r["ours"]["per_s"] for r in rounds)),
         "bare_hooks_per_s": round(statistics.median(r["bare"]["per_s"] for r in rounds)),
+        # The server process's CPU per answered hook: steadier than rates on a shared machine.
+        "ours_cpu_us_per_hook": round(statistics.median(
+            r["ours"]["cpu_us_per_hook"] for r in rounds)),
+        "bare_cpu_us_per_hook": round(statistics.median(
+            r["bare"]["cpu_us_per_hook"] for r in rounds)),
         "ours_p99_ms_at_rate": _ms(ours_rate["latency_us"]["p99"]),
         "ours_p50_ms_at_rate": _ms(ours_rate["latency_us"]["p50"]),
         "bare_p99_ms_at_rate": _ms(bare_rate["latency_us"]["p99"]),
