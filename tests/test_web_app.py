@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +154,19 @@ def test_a_redis_client_of_the_callers_is_used_and_left_open(
     assert closed == []
     assert redis_client.xlen(SMS_INBOX) == 0
     assert redis.Redis.from_url(other).xlen(SMS_INBOX) == 1
+
+
+def test_the_readme_inbox_example_runs_as_written(
+    client: TestClient, redis_client: redis.Redis, redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Receiving SendCloud's hooks"):]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None and "redis://127.0.0.1:6379/0" in match.group(1)
+    hook = sms_deliver(redis_ms(redis_client), sms_id="1652_9$13800000009")
+    assert client.post("/hooks/sms", content=form_body(hook)).status_code == 200
+    received_at = decode_entry(redis_client.xrange(SMS_INBOX)[0][1])[1]
+    capsys.readouterr()  # the hook's log line (structlog's default output here)
+    exec(match.group(1).replace("redis://127.0.0.1:6379/0", redis_url), {})
+    assert capsys.readouterr().out == f"deliver 1652_9$13800000009 None {received_at}\n"
