@@ -46,6 +46,7 @@ BENCHES = (
     Bench("memory", ("--n", "100000"), ("--n", "2000")),
     Bench("simulator", ("--n", "2000000"), ("--n", "40000")),
     Bench("enqueue", ("--n", "20000"), ("--n", "2000", "--rounds", "1")),
+    Bench("hooks", (), ("--n", "8000", "--duration", "1", "--rounds", "1", "--rate-duration", "2")),
 )
 
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+import structlog
 
 from tests.redis_server import RedisServer, start_redis_server
 
@@ -68,3 +70,17 @@ def rig() -> Iterator[Callable[..., Any]]:
 
     with rigs() as make:
         yield make
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo a test's ``configure_logging``: structlog's configuration and the root handlers."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**config)
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

@@ -6,6 +6,7 @@ Nothing here is timed; the figures' values are the benchmarks' business, their p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,3 +60,28 @@ def test_the_enqueue_bench_writes_its_ratio(tmp_path: Path) -> None:
     assert enqueue.main(["--n", "200", "--rounds", "1", "--results-dir", str(tmp_path)]) == 0
     figures = json.loads((tmp_path / "enqueue.json").read_text())["figures"]
     assert figures["ratio"] > 0 and figures["ours_redis_commands_per_call"] > 0
+
+
+@pytest.fixture
+def wrk_installed() -> None:
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("wrk is not installed; CI installs it (.ci/run)")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+
+
+def test_the_hooks_bench_writes_its_figures(tmp_path: Path, wrk_installed: None) -> None:
+    from bench import hooks
+
+    argv = ["--n", "4000", "--duration", "1", "--rounds", "1", "--rate", "50",
+            "--rate-duration", "1", "--results-dir", str(tmp_path), "--log-dir",
+            str(tmp_path / "logs")]  # fmt: skip
+    assert hooks.main(argv) == 0
+    document = json.loads((tmp_path / "hooks.json").read_text())
+    figures = document["figures"]
+    assert figures["ratio"] > 0 and figures["ours_hooks_per_s"] > 0
+    assert figures["ours_cpu_us_per_hook"] > 0 and figures["ours_p99_ms_at_rate"] > 0
+    assert {t["met"] for t in document["targets"].values()} <= {True, False}
+    # Every hook ours answered was stored: the bench checks it, and says so in its details.
+    for run in document["details"]["rounds"]:
+        assert run["ours"]["stored"] >= run["ours"]["requests"] > 0

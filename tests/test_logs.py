@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,25 +27,12 @@ from tests.test_client_fakes import (
     make_settings,
     ok,
 )
-from worker.logs import MASK, Redactor, bind_job, configure_logging
+from worker.logs import MASK, Redactor, bind_job, configure_logging, direct_logger
 from worker.sendcloud import errors
 from worker.sendcloud.client import SendCloudClient
 
 PHONE = "13912345678"
 MEMBER = "private.person@example.com"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    config = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**config)
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture
@@ -293,3 +280,52 @@ def test_dramatiq_message_lines_keep_actor_and_id_but_not_the_payload(
     assert line["event"] == (f"Failed to process message sendcloud_send_code({message.message_id}) "
                              "with expected exception PermanentJobFailure.")
     assert "987654" not in stream.getvalue() and "13800000007" not in stream.getvalue()
+
+
+# -- the direct logger ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_the_direct_logger_writes_the_configured_stream_through_the_same_redaction(
+    restore_logging: None, log_format: str
+) -> None:
+    settings = make_settings(log_format=log_format, log_level="INFO")
+    stream = io.StringIO()
+    configure_logging(settings, stream=stream)
+    log = direct_logger(settings, "worker.web.hooks")
+    log.debug("hidden", n=1)
+    log.info("hook", path="/hooks/sms", note=f"key {SMS_KEY} inside", signature="abc",
+             nested={"apiKey": "x", "ok": [API_KEY]})  # fmt: skip
+    structlog.get_logger("other").info("stdlib_path", n=2)
+    text = stream.getvalue()
+    assert SMS_KEY not in text and API_KEY not in text and "abc" not in text
+    assert "hidden" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2
+    if log_format == "json":
+        direct, standard = (json.loads(line) for line in lines)
+        assert direct["note"] == f"key {MASK} inside" and direct["signature"] == MASK
+        assert direct["nested"] == {"apiKey": MASK, "ok": [MASK]}
+        # The same fields as a line through the standard library's handler.
+        assert set(standard) - {"n"} <= set(direct)
+        assert (direct["logger"], direct["level"], direct["event"]) == (
+            "worker.web.hooks", "info", "hook")
+    else:
+        assert lines[0].startswith("timestamp=") and "event='hook'" in lines[0]
+
+
+def test_the_direct_logger_without_configured_logging_is_structlogs_own(
+    restore_logging: None,
+) -> None:
+    root = logging.getLogger()
+    removed = list(root.handlers)
+    for handler in removed:
+        root.removeHandler(handler)
+    try:
+        log = direct_logger(make_settings(), "worker.web.hooks")
+        with capture_logs() as captured:
+            log.info("hook", path="/hooks/sms")
+    finally:
+        for handler in removed:
+            root.addHandler(handler)
+    assert captured == [{"event": "hook", "path": "/hooks/sms", "log_level": "info"}]

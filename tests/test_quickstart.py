@@ -2,7 +2,8 @@
 then the enqueue commands from a second shell, against this session's throwaway Redis.
 
 Only what must differ on a shared machine is changed in a copy of local.env: the Redis
-database and the ports (simulator and metrics), so a developer's own `make up` is untouched.
+database and the ports (simulator, metrics and the receiver's), so a developer's own `make up`
+is untouched.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def quickstart(
         SENDCLOUD_METRICS_PORT=str(free_port()),
         SENDCLOUD_CODES_METRICS_PORT=str(free_port()),
         SENDCLOUD_STATUS_METRICS_PORT=str(free_port()),
+        PORT=str(free_port()),  # the Procfile's `web` entry
     )
     env_file = tmp_path / "quickstart.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))

@@ -96,6 +96,11 @@ def test_a_bad_sign_method_is_named(value: str) -> None:
         ("SENDCLOUD_DAILY_LIMIT_ACTION", "ignore"),
         ("SENDCLOUD_REQUEST_ID_NAMESPACE", "has:colon"),
         ("SENDCLOUD_REQUEST_ID_NAMESPACE", "n" * 33),
+        ("SENDCLOUD_SMS_HOOK_KEY", "two words"),
+        ("SENDCLOUD_MAIL_HOOK_KEY", "tab\tinside"),
+        ("SENDCLOUD_HOOK_MAX_BYTES", "512"),
+        ("SENDCLOUD_HOOK_MAX_BYTES", "64k"),
+        ("SENDCLOUD_HOOK_WINDOW", "0"),
     ],
 )
 def test_other_bad_values_are_named(variable: str, value: str) -> None:
@@ -116,3 +121,33 @@ def test_the_request_id_namespace_is_read() -> None:
     assert Settings.from_env(FULL).request_id_namespace == ""
     settings = Settings.from_env({**FULL, "SENDCLOUD_REQUEST_ID_NAMESPACE": "shop-a.prod"})
     assert settings.request_id_namespace == "shop-a.prod"
+
+
+def test_the_hook_settings_are_read_and_their_keys_are_secrets() -> None:
+    defaults = Settings.from_env(FULL)
+    assert (defaults.sms_hook_key, defaults.mail_hook_key) == ("", "")
+    assert (defaults.hook_max_bytes, defaults.hook_window) == (65536, 3600)
+    settings = Settings.from_env({
+        **FULL, "SENDCLOUD_SMS_HOOK_KEY": " sms-app-key ",
+        "SENDCLOUD_MAIL_HOOK_KEY": "mail-app-key", "SENDCLOUD_HOOK_MAX_BYTES": "4096",
+        "SENDCLOUD_HOOK_WINDOW": "600",
+    })  # fmt: skip
+    assert (settings.sms_hook_key, settings.mail_hook_key) == ("sms-app-key", "mail-app-key")
+    assert (settings.hook_max_bytes, settings.hook_window) == (4096, 600)
+    assert {"sms-app-key", "mail-app-key"} <= set(settings.secrets)
+    assert "app-key" not in repr(settings)
+    assert settings.require_hook_key() is settings
+
+
+def test_the_receiver_needs_a_hook_key_and_not_an_api_key() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(FULL).require_hook_key()
+    assert info.value.variable == "SENDCLOUD_SMS_HOOK_KEY"
+    assert "SENDCLOUD_MAIL_HOOK_KEY" in info.value.rule
+    assert Settings.from_env({"SENDCLOUD_MAIL_HOOK_KEY": "k"}).require_hook_key()
+    for variable, credential in (("SENDCLOUD_SMS_HOOK_KEY", "SENDCLOUD_SMS_KEY"),
+                                 ("SENDCLOUD_MAIL_HOOK_KEY", "SENDCLOUD_API_KEY")):
+        with pytest.raises(ConfigurationError) as info:
+            Settings.from_env({**FULL, variable: FULL[credential]}).require_hook_key()
+        assert info.value.variable == variable
+        assert FULL[credential] not in str(info.value)

@@ -8,6 +8,10 @@ wherever they appear inside a string, tracebacks included.
 ``bind_job(key=..., message_id=..., actor=...)`` binds the job to the current context (a
 contextvar, so each worker thread has its own) for the duration of a ``with`` block.
 
+``direct_logger(settings, name)``: for a line per request on a hot path (the webhook receiver),
+the same fields, redaction and renderer written straight to the configured stream, without the
+standard library's records and handler (a third of the CPU per line).
+
 Named ``logs`` rather than ``logging`` so nothing here can shadow the standard library module.
 """
 
@@ -159,3 +163,35 @@ def bind_job(
         fields["actor"] = actor
     with structlog.contextvars.bound_contextvars(**fields):
         yield
+
+
+def _logger_name(name: str) -> Processor:
+    def add(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        event_dict["logger"] = name
+        return event_dict
+
+    return add
+
+
+def direct_logger(settings: Settings, name: str) -> Any:
+    """A structlog logger writing to the stream ``configure_logging`` set up, at its level,
+    through the same redaction and renderer; a plain ``structlog.get_logger(name)`` when
+    logging was not configured here (the lines then go wherever the caller's logging sends them).
+    Bind it after ``configure_logging``: it does not follow a later reconfiguration."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
+    if not isinstance(handler, logging.StreamHandler):
+        return structlog.get_logger(name)
+    return structlog.wrap_logger(
+        structlog.WriteLogger(handler.stream),
+        wrapper_class=structlog.make_filtering_bound_logger(root.level),
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _logger_name(name),
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            Redactor(settings.secrets),
+            _renderer(settings.log_format),
+        ],
+    )

@@ -92,6 +92,13 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _hook_key(env: Mapping[str, str], name: str) -> str:
+    key = env.get(name, "").strip()
+    if any(c.isspace() or not c.isprintable() for c in key):
+        raise ConfigurationError(name, "must be the app key from SendCloud's console, one word")
+    return key
+
+
 def _poll_status(env: Mapping[str, str]) -> int | None:
     raw = env.get("SENDCLOUD_POLL_STATUS", "").strip()
     if not raw:
@@ -176,6 +183,14 @@ class Settings:
     receipt_retry: float = 10.0
     #: Opens the sealed codes of verifications (producers.verification); the producers' own.
     verify_secret: str = field(default="", repr=False)
+    #: The webhook receiver (worker.web): the app keys SendCloud signs SMSHook and mail
+    #: WebHook posts with; a hook path whose key is empty answers 404.
+    sms_hook_key: str = field(default="", repr=False)
+    mail_hook_key: str = field(default="", repr=False)
+    #: Largest hook body read, in bytes; a longer one is refused (413) while it streams in.
+    hook_max_bytes: int = 65536
+    #: A hook's timestamp must be within this many seconds of Redis's clock, either way.
+    hook_window: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -248,6 +263,10 @@ class Settings:
             ),
             request_id_namespace=_namespace(env),
             verify_secret=env.get("SENDCLOUD_VERIFY_SECRET", "").strip(),
+            sms_hook_key=_hook_key(env, "SENDCLOUD_SMS_HOOK_KEY"),
+            mail_hook_key=_hook_key(env, "SENDCLOUD_MAIL_HOOK_KEY"),
+            hook_max_bytes=_int(env, "SENDCLOUD_HOOK_MAX_BYTES", 65536, minimum=1024),
+            hook_window=_int(env, "SENDCLOUD_HOOK_WINDOW", 3600, minimum=1),
         )
 
     def require_credentials(self) -> Settings:
@@ -263,7 +282,26 @@ class Settings:
                 raise ConfigurationError(name, "is required but not set")
         return self
 
+    def require_hook_key(self) -> Settings:
+        """The receiver needs at least one hook key, and neither may be an API credential
+        (the app key is a value of its own in SendCloud's console: every hook would be refused)."""
+        if not (self.sms_hook_key or self.mail_hook_key):
+            raise ConfigurationError(
+                "SENDCLOUD_SMS_HOOK_KEY",
+                "is required but not set (or SENDCLOUD_MAIL_HOOK_KEY): the app key of SMSHook "
+                "or of the mail WebHook",
+            )
+        for name, key in (("SENDCLOUD_SMS_HOOK_KEY", self.sms_hook_key),
+                          ("SENDCLOUD_MAIL_HOOK_KEY", self.mail_hook_key)):
+            if key and key in (self.sms_key, self.api_key):
+                raise ConfigurationError(
+                    name, "is the smsKey or apiKey; the hook's app key is another value"
+                )
+        return self
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be logged, stored or raised."""
-        return tuple(s for s in (self.sms_key, self.api_key, self.verify_secret) if s)
+        values = (self.sms_key, self.api_key, self.verify_secret, self.sms_hook_key,
+                  self.mail_hook_key)
+        return tuple(s for s in values if s)

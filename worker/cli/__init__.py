@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "worker.cli.verify",
     "worker.cli.receipts",
     "worker.cli.demo",
+    "worker.cli.web",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,52 @@
+"""``sendcloud-jobs web``: the webhook receiver (and /healthz) under uvicorn.
+
+Needs ``SENDCLOUD_SMS_HOOK_KEY`` or ``SENDCLOUD_MAIL_HOOK_KEY`` (a path without its key answers
+404) and ``REDIS_URL``. It starts without Redis: hooks then answer 503, SendCloud retries, and
+``/healthz`` answers 503 until Redis is back. Stop it with Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from worker.cli import UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "web", help="receive SendCloud's SMSHook and mail WebHook posts into the inbox streams",
+        description="Serve POST /hooks/sms and /hooks/mail (SendCloud's signed hooks, appended "
+        "to sendcloud:inbox:sms and sendcloud:inbox:mail) and GET /healthz. Uses REDIS_URL, "
+        "SENDCLOUD_SMS_HOOK_KEY and SENDCLOUD_MAIL_HOOK_KEY.",
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.set_defaults(func=run_web)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    import structlog
+
+    from worker.logs import configure_logging
+    from worker.settings import Settings
+    from worker.web.app import create_app
+    from worker.web.server import PortTaken, bind, serve
+
+    settings = Settings.from_env().require_hook_key()
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: must be 0 to 65535, got {args.port}")
+    try:
+        sock = bind(args.host, args.port)
+    except PortTaken as exc:
+        raise UsageError(f"--port: {exc}") from None
+    configure_logging(settings)
+    host, port = sock.getsockname()[:2]
+    structlog.get_logger(__name__).info(
+        "web_started", host=host, port=port,
+        hooks=[name for name, key in (("/hooks/sms", settings.sms_hook_key),
+                                      ("/hooks/mail", settings.mail_hook_key)) if key],
+    )  # fmt: skip
+    serve(create_app(settings), sock)
+    return 0
