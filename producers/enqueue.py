@@ -8,13 +8,18 @@ key, or one left ``queued``), writes the message exactly as ``RedisBroker.enqueu
 message in ``<ns>:<queue>.msgs``, its id pushed on ``<ns>:<queue>``).
 
 The message must carry Redis's time (``enqueued_at``, and ``expires_at`` for codes), which is
-only known inside the script: the payload is encoded with unguessable placeholders that the
-script replaces by the times it reads, so no host clock is involved and nothing is re-encoded.
-Middleware still sees ``before_enqueue`` and ``after_enqueue``.
+only known inside the script: the message is sent as the text before and after its
+``enqueued_at`` value, and the script joins them around the time it reads (adding
+``expires_at`` after it), so no host clock is involved and nothing is re-encoded.
+
+The payload is JSON-encoded once: the canonical text that :func:`producers.idempotency.payload_hash`
+hashes is also the body of the message and of the record's job copy, which only add the fields
+the hash leaves out (key, times). Middleware still sees ``before_enqueue`` and ``after_enqueue``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -25,11 +30,16 @@ from dramatiq.encoder import JSONEncoder
 
 from producers.contract import RECONCILE_KEY
 from producers.errors import IdempotencyConflict
-from producers.idempotency import RECORD_PREFIX, record_key
+from producers.idempotency import (
+    HASH_EXCLUDED_FIELDS,
+    RECORD_PREFIX,
+    canonical_text,
+    record_key,
+)
 
 # KEYS: reconcile index, record, queue list, queue messages hash.
-# ARGV: ttl, queued_after, payload hash, kind, job copy, redis message id, message data,
-#       enqueued_at placeholder, expires_at placeholder, expires_in ('' when none).
+# ARGV: ttl, queued_after, payload hash, kind, job copy, redis message id, message text before
+#       enqueued_at's value, message text after it, expires_in ('' when none).
 # Replies {'conflict'} or {state, now, enqueued (1/0)}.
 RESERVE_AND_ENQUEUE_LUA = """
 local t = redis.call('TIME')
@@ -54,16 +64,11 @@ else
     end
     redis.call('EXPIRE', key, tonumber(ARGV[1]))
 end
-local function put(text, token, value)
-    local at = string.find(text, token, 1, true)
-    if not at then return text end
-    return string.sub(text, 1, at - 1) .. value .. string.sub(text, at + #token)
+local expires = ''
+if ARGV[9] ~= '' then
+    expires = ',"expires_at":' .. string.format('%.6f', tonumber(now) + tonumber(ARGV[9]))
 end
-local data = put(ARGV[7], ARGV[8], now)
-if ARGV[10] ~= '' then
-    data = put(data, ARGV[9], string.format('%.6f', tonumber(now) + tonumber(ARGV[10])))
-end
-redis.call('HSET', KEYS[4], ARGV[6], data)
+redis.call('HSET', KEYS[4], ARGV[6], ARGV[7] .. now .. expires .. ARGV[8])
 redis.call('RPUSH', KEYS[3], ARGV[6])
 return {state, now, 1}
 """.replace("#RECORD_PREFIX", str(len(RECORD_PREFIX)))
@@ -74,35 +79,53 @@ def fast_path(broker: dramatiq.Broker) -> bool:
     return isinstance(broker, RedisBroker) and isinstance(dramatiq.get_encoder(), JSONEncoder)
 
 
+def _dumps(value: Any) -> str:
+    # Dramatiq's JSONEncoder's separators; the object's closing brace is left off by callers.
+    return json.dumps(value, separators=(",", ":"))
+
+
 def reserve_and_enqueue(
     broker: RedisBroker,
     script: Any,
-    message: dramatiq.Message[Any],
     *,
-    digest: str,
+    queue_name: str,
+    actor_name: str,
+    payload: dict[str, Any],
     kind: str,
     ttl: int,
     queued_after: int,
-    job: dict[str, Any],
 ) -> bool:
-    """Reserve ``message``'s job key and enqueue it if the job still needs it; True if it was
-    enqueued. Raises IdempotencyConflict for a key used with another payload."""
-    (payload,) = message.args
-    job_text = json.dumps(job, separators=(",", ":"))
-    nonce = uuid.uuid4().hex
-    tokens = (f"@@sendcloud-enqueued-at-{nonce}@@", f"@@sendcloud-expires-at-{nonce}@@")
-    payload["enqueued_at"] = tokens[0]
+    """Reserve ``payload``'s job key and enqueue its message if the job still needs it; True if
+    it was enqueued. Raises IdempotencyConflict for a key used with another payload."""
+    text = canonical_text(payload)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    # The payload's JSON: the fields the hash leaves out, then the canonical text's fields.
+    lead = _dumps({name: payload[name] for name in _LEAD if name in payload})[:-1]
+    rest = "," + text[1:] if len(text) > 2 else "}"
+    stamps = {name: payload[name] for name in _STAMPS if name in payload}
     expires_in = payload.get("expires_in")
-    if expires_in is not None:
-        payload["expires_at"] = tokens[1]
     redis_id = str(uuid.uuid4())
-    message = message.copy(options={"redis_message_id": redis_id})
-    queue = f"{broker.namespace}:{message.queue_name}"
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name, actor_name=actor_name, args=(payload,), kwargs={},
+        options={"redis_message_id": redis_id},
+    )  # fmt: skip
     broker.emit_before("enqueue", message, None)
+    # The record's copy keeps the payload undated (the reconciler dates a copy it sends).
+    job = _dumps({"actor": actor_name, "queue": queue_name, "message_id": message.message_id})
+    job_text = f'{job[:-1]},"payload":{lead}{_fields(stamps)}{rest}}}'
+    # Everything of the message but its args, as Dramatiq's encoder would write it.
+    shell = _dumps({"queue_name": message.queue_name, "actor_name": message.actor_name,
+                    "kwargs": message.kwargs, "options": message.options,
+                    "message_id": message.message_id,
+                    "message_timestamp": message.message_timestamp})  # fmt: skip
+    # After enqueued_at's value: the script's expires_at, or the payload's own when it sets none.
+    after = {n: v for n, v in stamps.items() if n == "expires_at" and expires_in is None}
+    queue = f"{broker.namespace}:{queue_name}"
     reply = script(
         keys=[RECONCILE_KEY, record_key(payload["key"]), queue, f"{queue}.msgs"],
-        args=[ttl, queued_after, digest, kind, job_text, redis_id, message.encode().decode(),
-              f'"{tokens[0]}"', f'"{tokens[1]}"', "" if expires_in is None else expires_in],
+        args=[ttl, queued_after, digest, kind, job_text, redis_id,
+              f'{{"args":[{lead},"enqueued_at":', f"{_fields(after)}{rest}],{shell[1:]}",
+              "" if expires_in is None else expires_in],
     )  # fmt: skip
     if reply[0] in (b"conflict", "conflict"):
         raise IdempotencyConflict(payload["key"])
@@ -114,3 +137,15 @@ def reserve_and_enqueue(
     if enqueued:
         broker.emit_after("enqueue", message, None)
     return enqueued
+
+
+#: The fields the hash leaves out that the message carries as the producer wrote them, and the
+#: times the script sets.
+_LEAD = ("key", "expires_in")
+_STAMPS = ("enqueued_at", "expires_at")
+assert set(_LEAD + _STAMPS) == HASH_EXCLUDED_FIELDS
+
+
+def _fields(values: dict[str, Any]) -> str:
+    """``,"name":value`` for each entry: fields to splice into an object's text."""
+    return "," + _dumps(values)[1:-1] if values else ""

@@ -133,9 +133,14 @@ def record_key(key: str) -> str:
     return RECORD_PREFIX + key
 
 
-def canonical_json(payload: Mapping[str, Any]) -> bytes:
+def canonical_text(payload: Mapping[str, Any]) -> str:
+    """The payload's fields that identify the job, as the JSON text :func:`payload_hash` hashes."""
     body = {name: value for name, value in payload.items() if name not in HASH_EXCLUDED_FIELDS}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_json(payload: Mapping[str, Any]) -> bytes:
+    return canonical_text(payload).encode()
 
 
 def payload_hash(payload: Mapping[str, Any]) -> str:

@@ -426,25 +426,26 @@ class Producer:
     ) -> str:
         """Reserve every payload's key in one step, then enqueue those that still need it."""
         key = new_key(kind) if idempotency_key is None else v.validate_key(idempotency_key)
-        split = len(payloads) > 1
         queue_name = ACTOR_QUEUES[actor]
+        if len(payloads) == 1 and fast_path(self.broker):
+            # One round trip: producers.enqueue.
+            assert isinstance(self.broker, RedisBroker)
+            if self._enqueue_script is None:
+                self._enqueue_script = self.redis.register_script(RESERVE_AND_ENQUEUE_LUA)
+            payloads[0]["key"] = key
+            reserve_and_enqueue(
+                self.broker, self._enqueue_script, queue_name=queue_name, actor_name=actor,
+                payload=payloads[0], kind=kind, ttl=self.idempotency_ttl,
+                queued_after=self.store.queued_after,
+            )  # fmt: skip
+            return key
+        split = len(payloads) > 1
         messages: list[dramatiq.Message[Any]] = []
         for index, payload in enumerate(payloads):
             payload["key"] = part_key(key, index) if split else key
             messages.append(dramatiq.Message(
                 queue_name=queue_name, actor_name=actor, args=(payload,), kwargs={}, options={},
             ))
-        if len(messages) == 1 and fast_path(self.broker):
-            # One round trip: producers.enqueue.
-            assert isinstance(self.broker, RedisBroker)
-            if self._enqueue_script is None:
-                self._enqueue_script = self.redis.register_script(RESERVE_AND_ENQUEUE_LUA)
-            reserve_and_enqueue(
-                self.broker, self._enqueue_script, messages[0],
-                digest=payload_hash(payloads[0]), kind=kind, ttl=self.idempotency_ttl,
-                queued_after=self.store.queued_after, job=job_copy(messages[0]),
-            )  # fmt: skip
-            return key
         reservations = self.store.reserve_many(
             [(payload["key"], payload_hash(payload)) for payload in payloads],
             kind,

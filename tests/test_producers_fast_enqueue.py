@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import IdempotencyConflict, Producer
-from producers.idempotency import record_key
+from producers.contract import CODES_QUEUE, SEND_CODE_ACTOR, SEND_SMS_ACTOR, SMS_QUEUE
+from producers.idempotency import payload_hash, record_key
 from producers.producer import BROKER_NAMESPACE
 
 
@@ -67,3 +70,51 @@ def test_text_that_looks_like_a_placeholder_is_left_alone(
     [payload] = queued(redis_client)
     assert payload["sign_name"] == name
     assert isinstance(payload["enqueued_at"], float)
+
+
+def _queued_message(
+    client: redis.Redis, queue: str, key: str
+) -> tuple[bytes, dramatiq.Message[Any]]:
+    for raw in client.hvals(f"dramatiq:{queue}.msgs"):
+        message = dramatiq.Message.decode(raw)
+        if message.args[0]["key"] == key:
+            return raw, message
+    raise AssertionError(f"no message for {key} on {queue}")
+
+
+@pytest.mark.parametrize("kind", ["code", "sms"])
+def test_the_message_and_the_job_copy_read_as_dramatiq_would_write_them(
+    producer: Producer, redis_client: redis.Redis, kind: str
+) -> None:
+    if kind == "code":
+        queue, actor = CODES_QUEUE, SEND_CODE_ACTOR
+        key = producer.send_code("13800000004", "1234", sign_name="云片签名", expires_in=90)
+        fields = {"phone": "13800000004", "code": "1234", "sign_id": None,
+                  "sign_name": "云片签名", "msg_type": 0, "expires_in": 90.0}  # fmt: skip
+    else:
+        queue, actor = SMS_QUEUE, SEND_SMS_ACTOR
+        key = producer.send_sms(7, ["13800000005"], {"name": "张三"}, tag={"t": 1})
+        fields = {"template_id": 7, "phones": ["13800000005"], "vars": {"name": "张三"},
+                  "msg_type": 0, "tag": {"t": "1"}}  # fmt: skip
+    raw, message = _queued_message(redis_client, queue, key)
+    payload = message.args[0]
+    stamped = {"enqueued_at": payload["enqueued_at"]}
+    if kind == "code":
+        stamped["expires_at"] = payload["expires_at"]
+    assert payload == {"key": key, **fields, **stamped}
+    # Field for field what RedisBroker.enqueue would have stored for the same message.
+    expected = dramatiq.Message(
+        queue_name=queue, actor_name=actor, args=(payload,), kwargs={},
+        options={"redis_message_id": message.options["redis_message_id"]},
+        message_id=message.message_id, message_timestamp=message.message_timestamp,
+    )  # fmt: skip
+    assert json.loads(raw) == json.loads(expected.encode())
+    assert redis_client.lrange(f"dramatiq:{queue}", 0, -1) == [
+        message.options["redis_message_id"].encode()
+    ]
+    # The record: the job copy the reconciler sends again, and the hash the slow path computes.
+    record = redis_client.hgetall(record_key(key))
+    undated = {**payload, **dict.fromkeys(stamped, 0.0)}
+    assert json.loads(record[b"job"]) == {"actor": actor, "queue": queue,
+                                          "message_id": message.message_id, "payload": undated}
+    assert record[b"hash"].decode() == payload_hash(payload)
