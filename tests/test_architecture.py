@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
                    "worker.sendcloud", "worker.metrics", "worker.logs", "worker.settings"},
     "worker.jobs": {"worker.runtime", "worker.sendcloud", "worker.metrics", "worker.logs",
                     "worker.settings", "producers"},
-    "worker.receipts": {"worker.jobs", "worker.email_status", "worker.sendcloud",
+    "worker.receipts": {"worker.web", "worker.jobs", "worker.email_status", "worker.sendcloud",
                         "worker.metrics", "worker.logs", "worker.settings", "producers"},
     "worker.email_status": {"worker.runtime", "worker.sendcloud", "worker.metrics",
                             "worker.logs", "worker.settings", "producers"},

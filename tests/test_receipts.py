@@ -25,8 +25,9 @@ from producers.delivery import deliveries
 from producers.results import decode_fields
 from tests.jobs_harness import TEMPLATE_ID, Stack, mainland, stack_factory
 from worker.jobs.idempotency import JobLedger
-from worker.receipts.consumer import GROUP, SMS_INBOX, Consumer
+from worker.receipts.consumer import GROUP, Consumer
 from worker.receipts.matcher import Matcher
+from worker.web.inbox import SMS_INBOX
 
 WINDOW = 3 * 86400
 T_MS = 1_700_000_000_000

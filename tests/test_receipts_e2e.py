@@ -33,7 +33,7 @@ from producers import Producer, campaign_status, start_campaign
 from producers.contract import SMS_DELIVERY_STREAM
 from producers.results import decode_fields
 from tests.redis_server import RedisServer, free_port
-from worker.receipts.consumer import MAIL_INBOX, SMS_INBOX
+from worker.web.inbox import MAIL_INBOX, SMS_INBOX
 
 pytestmark = pytest.mark.chaos
 
@@ -85,7 +85,7 @@ def test_a_campaigns_receipts_arrive_once_each_whatever_the_hooks_repeat(
             deadline = 60 + NUMBERS / 100
             assert wait_for(lambda: campaign_status("receipts-e2e", producer=producer).finished,
                             deadline), logs()
-            assert sim.admin.wait_for_hooks(timeout=deadline), sim.admin.hook_stats()
+            assert sim.admin.wait_for_hooks(timeout=deadline), (sim.admin.hook_stats(), logs())
             stats = sim.admin.hook_stats()
 
             def counted() -> bool:

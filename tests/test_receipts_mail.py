@@ -11,8 +11,9 @@ import redis
 from producers.contract import EMAIL_STATUS_STREAM
 from producers.results import decode_fields
 from tests.test_poller import Env, env  # noqa: F401  (the poller's fixture)
-from worker.receipts.consumer import GROUP, MAIL_INBOX, Consumer
+from worker.receipts.consumer import GROUP, Consumer
 from worker.receipts.mail import MailEvents
+from worker.web.inbox import MAIL_INBOX
 
 
 def mail_hook(event: str, email_id: str, **extra: Any) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def test_the_request_id_namespace_is_read() -> None:
 def test_the_hook_settings_are_read_and_their_keys_are_secrets() -> None:
     defaults = Settings.from_env(FULL)
     assert (defaults.sms_hook_key, defaults.mail_hook_key) == ("", "")
-    assert (defaults.hook_max_bytes, defaults.hook_window) == (65536, 3600)
+    assert (defaults.hook_max_bytes, defaults.hook_window) == (1 << 20, 3600)
     settings = Settings.from_env({
         **FULL, "SENDCLOUD_SMS_HOOK_KEY": " sms-app-key ",
         "SENDCLOUD_MAIL_HOOK_KEY": "mail-app-key", "SENDCLOUD_HOOK_MAX_BYTES": "4096",

@@ -37,10 +37,11 @@ def run_receipts(args: argparse.Namespace) -> int:
     import structlog
 
     from worker.logs import configure_logging
-    from worker.receipts.consumer import MAIL_INBOX, Consumer
+    from worker.receipts.consumer import Consumer
     from worker.receipts.mail import MailEvents
     from worker.receipts.matcher import Matcher
     from worker.settings import Settings
+    from worker.web.inbox import MAIL_INBOX
 
     settings = Settings.from_env()
     configure_logging(settings)

@@ -13,7 +13,6 @@ dropped, and the matcher's exactly-once write makes a second handling harmless.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -25,11 +24,10 @@ import redis
 import structlog
 
 from worker.receipts.matcher import Outcome
+from worker.web.inbox import SMS_INBOX, decode_entry
 
 log = structlog.get_logger("sendcloud.receipts")
 
-SMS_INBOX = "sendcloud:inbox:sms"
-MAIL_INBOX = "sendcloud:inbox:mail"
 GROUP = "receipts"
 
 
@@ -40,13 +38,6 @@ class Handler(Protocol):
     def handle(self, event: Mapping[str, Any], received_at_ms: int, now: float) -> Outcome: ...
 
 Entry = tuple[str, dict[str, Any], int]  # inbox id, event, received_at (ms)
-
-
-def decode_entry(fields: dict[bytes, bytes]) -> tuple[dict[str, Any], int]:
-    """An inbox entry's event (the hook's fields, without token and signature) and when it was
-    received (Redis's time, ms)."""
-    event = json.loads(fields.get(b"event") or b"{}")
-    return (event if isinstance(event, dict) else {}), int(fields.get(b"received_at") or 0)
 
 
 @dataclass
@@ -114,7 +105,7 @@ class Consumer:
         ident = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         try:
             event, received = decode_entry(fields)
-        except (ValueError, TypeError):
+        except ValueError:
             # Only the web process writes the inbox; an unreadable entry is acknowledged, and
             # logged by id (its content may hold a phone, never a secret).
             self.totals.unreadable += 1
