@@ -9,8 +9,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import IdempotencyConflict, Producer
+from producers.brokers import BROKER_NAMESPACE
 from producers.idempotency import record_key
-from producers.producer import BROKER_NAMESPACE
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ A worker started with ``dramatiq worker.app`` serves everything on one port,
 - ``sendcloud_job_outcomes_total{kind,outcome}``: one per result record a worker writes;
 - ``sendcloud_queue_depth{queue}``: messages not yet acknowledged on each product queue, its
   delay queue (``.DQ``) and its dead-letter queue (``.XQ``), read from Redis at scrape time;
-- ``sendcloud_redis_up``: 1 when that read worked;
+  on RabbitMQ (``SENDCLOUD_BROKER_URL``), the messages ready in each, read from RabbitMQ;
+- ``sendcloud_redis_up`` (``sendcloud_rabbitmq_up`` on RabbitMQ): 1 when that read worked;
 - ``sendcloud_verifications_total{channel,event}``, ``sendcloud_verifications_refused_total
   {channel,rule}``, ``sendcloud_verification_approval_ratio`` and
   ``sendcloud_verification_breaker_open``: verification counters kept in Redis by producers
@@ -41,12 +42,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 import structlog
 from dramatiq import Broker
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware.prometheus import DB_PATH, HTTP_HOST, Prometheus
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from producers.brokers import BROKER_NAMESPACE as NAMESPACE
+from producers.brokers import is_rabbitmq, rabbitmq_broker, rabbitmq_depths
 from producers.contract import ALL_QUEUES
-from producers.producer import BROKER_NAMESPACE as NAMESPACE
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
@@ -62,6 +65,7 @@ API_CALLS = "sendcloud_api_calls_total"
 JOB_OUTCOMES = "sendcloud_job_outcomes_total"
 JOBS_REDRIVEN = "sendcloud_jobs_redriven_total"
 QUEUE_DEPTH = "sendcloud_queue_depth"
+RABBITMQ_UP = "sendcloud_rabbitmq_up"
 REDIS_UP = "sendcloud_redis_up"
 VERIFICATIONS = "sendcloud_verifications_total"
 VERIFICATIONS_REFUSED = "sendcloud_verifications_refused_total"
@@ -141,7 +145,8 @@ def record_job_outcome(kind: str, outcome: str) -> None:
 
 
 class QueueDepthCollector:
-    """Reads queue depths from Redis on each scrape: one pipelined round trip, 12 commands."""
+    """Reads queue depths on each scrape: from Redis in one pipelined round trip, or from
+    RabbitMQ (``broker``) by one queue declaration per queue."""
 
     def __init__(
         self,
@@ -149,12 +154,16 @@ class QueueDepthCollector:
         *,
         namespace: str = NAMESPACE,
         queues: Sequence[str] = ALL_QUEUES,
+        broker: Broker | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.queues = tuple(queues)
+        self.broker = broker if broker is not None and is_rabbitmq(broker) else None
 
     def depths(self) -> dict[str, int]:
+        if self.broker is not None:
+            return rabbitmq_depths(self.broker, self.queues)
         ns = self.namespace
         names: list[str] = []
         pipe = self.client.pipeline(transaction=False)
@@ -169,15 +178,19 @@ class QueueDepthCollector:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
-        up = GaugeMetricFamily(REDIS_UP, "1 if the queue depths could be read from Redis.")
+        if self.broker is not None:
+            up = GaugeMetricFamily(RABBITMQ_UP, "1 if the queue depths could be read from "
+                                   "RabbitMQ.")
+            meaning = "Messages ready (not held by a consumer), per queue"
+        else:
+            up = GaugeMetricFamily(REDIS_UP, "1 if the queue depths could be read from Redis.")
+            meaning = "Messages not yet acknowledged, per queue"
         depth = GaugeMetricFamily(
-            QUEUE_DEPTH,
-            "Messages not yet acknowledged, per queue (.DQ: delayed, .XQ: dead-lettered).",
-            labels=["queue"],
+            QUEUE_DEPTH, f"{meaning} (.DQ: delayed, .XQ: dead-lettered).", labels=["queue"]
         )
         try:
             depths = self.depths()
-        except redis.RedisError as err:
+        except (redis.RedisError, ConnectionClosed) as err:
             log.warning("metrics.queue_depth_failed", error=str(err))
             up.add_metric([], 0)
         else:
@@ -240,14 +253,17 @@ class VerificationCollector:
             yield ratio
 
 
-def build_registry(client: redis.Redis, *, namespace: str = NAMESPACE) -> CollectorRegistry:
-    """What the exposition serves: every process's files plus the live queue depths."""
+def build_registry(
+    client: redis.Redis, *, namespace: str = NAMESPACE, broker: Broker | None = None
+) -> CollectorRegistry:
+    """What the exposition serves: every process's files plus the live queue depths (from
+    RabbitMQ when ``broker`` is a RabbitmqBroker, else from Redis)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=DB_PATH)
-    registry.register(QueueDepthCollector(client, namespace=namespace))
+    registry.register(QueueDepthCollector(client, namespace=namespace, broker=broker))
     registry.register(VerificationCollector(client))
     return registry
 
@@ -318,9 +334,12 @@ def serve_metrics() -> int:
         socket_connect_timeout=2,
         retry=Retry(NoBackoff(), 1),
     )
+    # On RabbitMQ the depths come from a connection of the exposition's own.
+    broker = rabbitmq_broker(settings.broker_url) if settings.rabbitmq else None
     try:
         server = make_server(
-            build_registry(client, namespace=NAMESPACE), HTTP_HOST, settings.metrics_port
+            build_registry(client, namespace=NAMESPACE, broker=broker), HTTP_HOST,
+            settings.metrics_port,
         )
     except OSError as exc:
         # Taken since the workers' probe. Dramatiq does not watch its forks: stop the whole
