@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from tests.rabbitmq_server import RabbitVhost, create_vhost, require_rabbitmq
 from tests.redis_server import RedisServer, start_redis_server
 
 
@@ -57,3 +58,20 @@ def redis_db(redis_server: RedisServer) -> Iterator[Callable[[int], str]]:
     for client in clients:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_module_vhost() -> Iterator[RabbitVhost]:
+    """A RabbitMQ vhost of this test module's own, deleted with its queues at the end (skipped
+    without RabbitMQ, a failure under CI=true)."""
+    require_rabbitmq()
+    vhost = create_vhost()
+    yield vhost
+    vhost.delete()
+
+
+@pytest.fixture
+def rabbitmq(rabbitmq_module_vhost: RabbitVhost) -> Iterator[RabbitVhost]:
+    """The module's vhost, its queues deleted after each test."""
+    yield rabbitmq_module_vhost
+    rabbitmq_module_vhost.reset()
