@@ -491,7 +491,8 @@ _default_lock = threading.Lock()
 
 
 def default_producer() -> Producer:
-    """The producer behind the module-level functions, created on first use from $REDIS_URL."""
+    """The producer behind the module-level functions, created on first use from $REDIS_URL
+    (and $SENDCLOUD_BROKER_URL, when the queues live in RabbitMQ)."""
     global _default
     if _default is None:
         with _default_lock:

@@ -76,6 +76,19 @@ class RabbitVhost:
                 counts[parts[0]] = (int(parts[1]), int(parts[2]))
         return counts
 
+    def consumers(self, queue: str) -> int:
+        """Consumers attached to ``queue`` now."""
+        out = _ctl("list_queues", "-p", self.name, "--no-table-headers", "name", "consumers")
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == queue:
+                return int(parts[1])
+        return 0
+
+    def backlog(self) -> dict[str, tuple[int, int]]:
+        """Queues holding messages, ready or unacknowledged; dead letters (.XQ) left out."""
+        return {q: c for q, c in self.counts().items() if not q.endswith(".XQ") and any(c)}
+
     def close_connections(self) -> int:
         """Close every client connection to this vhost, as a broker restart would."""
         out = _ctl("close_all_connections", "--vhost", self.name, "--limit", "1000",

@@ -66,8 +66,14 @@ def _dead_at(properties: Any) -> float:
 def _taken(broker: Any, queue: str, limit: int | None) -> Iterator[tuple[Any, list[_Held]]]:
     """The dead letters of ``queue``, taken unacknowledged; whatever the block does not ack
     goes back to the queue when it ends."""
+    import pika.exceptions
+
     broker.declare_queue(queue, ensure=True)
-    channel = broker.connection.channel()
+    try:
+        channel = broker.connection.channel()
+    except (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelWrongStateError):
+        del broker.connection  # closed by RabbitMQ since its last use: open a fresh one
+        channel = broker.connection.channel()
     held: list[_Held] = []
     try:
         while limit is None or len(held) < limit:
