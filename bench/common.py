@@ -360,8 +360,12 @@ class WorkerGroup:
             : self.processes
         ]
 
-    def wait_ready(self, client: redis.Redis, deadline: float = 60.0) -> None:
-        """Until every worker process of this start has polled Redis (its heartbeat is fresh)."""
+    def wait_ready(
+        self, client: redis.Redis, deadline: float = 60.0,
+        consumers: Callable[[], int] | None = None,
+    ) -> None:
+        """Until every worker process of this start has polled Redis (its heartbeat is fresh),
+        or, on RabbitMQ, until ``consumers()`` (of the group's queue) counts one per process."""
         since_ms = int(self.starts[-1] * 1000)
         heartbeats = f"{NAMESPACE}:__heartbeats__"
 
@@ -369,7 +373,10 @@ class WorkerGroup:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; "
                                    f"see {self.log_path}:\n{self.log_tail()}")
-            fresh = client.zcount(heartbeats, since_ms, "+inf")
+            if consumers is not None:
+                fresh = consumers()
+            else:
+                fresh = client.zcount(heartbeats, since_ms, "+inf")
             return len(self.worker_pids()) >= self.processes and fresh >= self.processes
 
         if not wait_for(ready, deadline, interval=0.1):

@@ -26,8 +26,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from bench.common import Target, common_arguments, report, throwaway_redis
 from producers import Producer
+from producers.brokers import BROKER_NAMESPACE
 from producers.contract import SEND_CODE_ACTOR
-from producers.producer import BROKER_NAMESPACE
 
 
 def _commands(client: redis.Redis) -> int:

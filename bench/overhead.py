@@ -75,9 +75,9 @@ def _code_payload(i: int) -> dict[str, Any]:
             "sign_name": None, "msg_type": 0, "enqueued_at": now, "expires_at": now + 600}
 
 
-def enqueue(side: str, redis_url: str, n: int) -> None:
-    if side == "ours":
-        producer = Producer(redis_url=redis_url)
+def enqueue(side: str, redis_url: str, n: int, broker_url: str = "") -> None:
+    if side in ("ours", "rabbitmq"):
+        producer = Producer(redis_url=redis_url, broker_url=broker_url)
         try:
             for i in range(n):
                 producer.send_code(mainland(i), CODE, sign_id=SIGN_ID)
@@ -106,20 +106,22 @@ def _command_calls(client: redis.Redis) -> dict[str, int]:
 
 
 def run_side(side: str, *, redis_url: str, sim: SimHost, n: int, processes: int,
-             threads: int, logs: Path) -> dict[str, Any]:
-    """Drain n pre-enqueued jobs with one worker group; its rate and Redis commands per job."""
+             threads: int, logs: Path, broker_url: str = "") -> dict[str, Any]:
+    """Drain n pre-enqueued jobs with one worker group; its rate and Redis commands per job.
+    ``rabbitmq``: our worker with the queues in RabbitMQ (``broker_url``)."""
     client = redis.Redis.from_url(redis_url)
     client.flushdb()  # our own throwaway server
     sim.admin.reset()
-    enqueue(side, redis_url, n)
-    if side == "ours":
+    enqueue(side, redis_url, n, broker_url)
+    if side in ("ours", "rabbitmq"):
         argv = worker_command("codes", processes=processes, threads=threads)
     else:
         from bench.bare_app import QUEUE
 
         argv = worker_command("codes", processes=processes, threads=threads,
                               module="bench.bare_app", queues=[QUEUE])
-    group = WorkerGroup(side, argv, worker_env(redis_url, sim.url), logs / f"{side}.log")
+    env = worker_env(redis_url, sim.url, SENDCLOUD_BROKER_URL=broker_url)
+    group = WorkerGroup(side, argv, env, logs / f"{side}.log")
     redis_pid = int(client.info("server")["process_id"])
     client.config_resetstat()
     deadline = 120 + n / 20
@@ -265,7 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="bare/ours pairs (median ratio)")
     parser.add_argument("--profile-n", type=int, default=400,
                         help="jobs per side in the in-process profile (0: skip)")
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="rabbitmq: our worker on RabbitMQ against ours on Redis, same run")
     args = parser.parse_args(argv)
+    if args.broker == "rabbitmq":
+        return rabbitmq_main(args)
     logs = log_dir(args.log_dir)
     rounds: list[dict[str, Any]] = []
     profile: dict[str, Any] = {}
@@ -301,6 +307,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": args.rounds, "profile_n": args.profile_n, "logs": str(logs)},
            figures, [Target("ratio", ">=", 0.8)],
            {"rounds": rounds, "ratios": [round(r, 3) for r in ratios], "profile": profile},
+           results_dir=args.results_dir)
+    return 0
+
+
+def rabbitmq_main(args: argparse.Namespace) -> int:
+    """Ours with the queues in RabbitMQ (a vhost of the run's own on the machine's RabbitMQ)
+    against ours on Redis, alternating in each round; ``ratio`` = RabbitMQ / Redis jobs/s."""
+    from tests.rabbitmq_server import create_vhost, unavailable
+
+    why = unavailable()
+    if why is not None:
+        raise SystemExit(f"bench.overhead --broker rabbitmq: {why}")
+    logs = log_dir(args.log_dir)
+    rounds: list[dict[str, Any]] = []
+    vhost = create_vhost()
+    try:
+        with throwaway_redis() as redis_url, SimHost() as sim:
+            for _ in range(args.rounds):
+                rounds.append({side: run_side(
+                    side, redis_url=redis_url, sim=sim, n=args.n, processes=args.processes,
+                    threads=args.threads, logs=logs, broker_url=url,
+                ) for side, url in (("ours", ""), ("rabbitmq", vhost.url))})  # fmt: skip
+                vhost.reset()
+    finally:
+        vhost.delete()
+    ratios = [r["rabbitmq"]["jobs_per_s"] / r["ours"]["jobs_per_s"] for r in rounds]
+    last = rounds[-1]
+    figures: dict[str, Any] = {
+        "rabbitmq_jobs_per_s": statistics.median(r["rabbitmq"]["jobs_per_s"] for r in rounds),
+        "redis_jobs_per_s": statistics.median(r["ours"]["jobs_per_s"] for r in rounds),
+        "ratio": round(statistics.median(ratios), 3),
+        "rabbitmq_redis_commands_per_job": last["rabbitmq"]["redis_commands_per_job"],
+        "redis_redis_commands_per_job": last["ours"]["redis_commands_per_job"],
+    }
+    for side, name in (("rabbitmq", "rabbitmq"), ("ours", "redis")):
+        for part, value in last[side]["cpu_ms_per_job"].items():
+            figures[f"{name}_{part}_cpu_ms_per_job"] = value
+    report("overhead-rabbitmq",
+           {"n": args.n, "processes": args.processes, "threads": args.threads,
+            "rounds": args.rounds, "broker": "rabbitmq", "logs": str(logs)},
+           figures, [], {"rounds": rounds, "ratios": [round(r, 3) for r in ratios]},
            results_dir=args.results_dir)
     return 0
 

@@ -31,6 +31,7 @@ import redis as redis_py
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import validation as v
+from producers.brokers import broker_url_from_env, build_broker, check_broker_url
 from producers.campaign import CampaignStart, run_campaign
 from producers.contract import (
     ACTOR_QUEUES,
@@ -69,7 +70,6 @@ log = logging.getLogger("sendcloud.producers")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_CODE_EXPIRY = 600
-BROKER_NAMESPACE = "dramatiq"
 
 MembersOp = Literal["add", "update", "delete"]
 _MEMBER_KINDS: dict[MembersOp, Kind] = {
@@ -108,7 +108,9 @@ def part_key(key: str, part: int) -> str:
 
 
 class Producer:
-    """Enqueues SendCloud jobs on ``broker`` (default: a RedisBroker on ``redis_url``).
+    """Enqueues SendCloud jobs on ``broker``; by default the one ``broker_url`` names (default
+    ``$SENDCLOUD_BROKER_URL``: a RabbitmqBroker with publisher confirms), else a RedisBroker
+    on ``redis_url`` (:mod:`producers.brokers`).
 
     The idempotency store uses ``redis`` if given, else the broker's own client when the broker
     is a RedisBroker, else a client for ``redis_url`` (default ``$REDIS_URL``).
@@ -120,6 +122,7 @@ class Producer:
         *,
         redis: redis_py.Redis | None = None,
         redis_url: str | None = None,
+        broker_url: str | None = None,
         idempotency_ttl: int = DEFAULT_TTL,
         code_expiry: float = DEFAULT_CODE_EXPIRY,
     ) -> None:
@@ -127,7 +130,8 @@ class Producer:
         self.code_expiry = v.validate_expiry(code_expiry, "code_expiry")
         self._owned: list[Any] = []
         if broker is None:
-            broker = RedisBroker(url=redis_url or redis_url_from_env(), namespace=BROKER_NAMESPACE)
+            amqp = broker_url_from_env() if broker_url is None else check_broker_url(broker_url)
+            broker = build_broker(redis_url or redis_url_from_env(), amqp)
             self._owned.append(broker)
         self.broker = broker
         if redis is None:
@@ -488,7 +492,8 @@ _default_lock = threading.Lock()
 
 
 def default_producer() -> Producer:
-    """The producer behind the module-level functions, created on first use from $REDIS_URL."""
+    """The producer behind the module-level functions, created on first use from $REDIS_URL
+    (and $SENDCLOUD_BROKER_URL, when the queues live in RabbitMQ)."""
     global _default
     if _default is None:
         with _default_lock:

@@ -9,6 +9,7 @@ import pytest
 import redis
 import structlog
 
+from tests.rabbitmq_server import RabbitVhost, create_vhost, require_rabbitmq
 from tests.redis_server import RedisServer, start_redis_server
 
 
@@ -84,3 +85,20 @@ def restore_logging() -> Iterator[None]:
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_module_vhost() -> Iterator[RabbitVhost]:
+    """A RabbitMQ vhost of this test module's own, deleted with its queues at the end (skipped
+    without RabbitMQ, a failure under CI=true)."""
+    require_rabbitmq()
+    vhost = create_vhost()
+    yield vhost
+    vhost.delete()
+
+
+@pytest.fixture
+def rabbitmq(rabbitmq_module_vhost: RabbitVhost) -> Iterator[RabbitVhost]:
+    """The module's vhost, its queues deleted after each test."""
+    yield rabbitmq_module_vhost
+    rabbitmq_module_vhost.reset()

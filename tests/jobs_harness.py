@@ -1,7 +1,8 @@
 """A worker stack for job tests: real Redis, the real broker and actors, the in-process simulator.
 
 ``make_stack(redis_url, **settings)`` builds everything a deployment has (RedisBroker with the
-worker's middleware, Runtime, actors, a Producer on the same broker) with test-sized delays;
+worker's middleware, or RabbitmqBroker with ``broker_url=``, Runtime, actors, a Producer on the
+same broker) with test-sized delays;
 ``stack.running(threads)`` runs a real ``dramatiq.Worker`` for a block.
 """
 
@@ -17,7 +18,6 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 
 from producers import Producer
 from producers.contract import SMS_RESULTS_STREAM
@@ -65,7 +65,7 @@ class Stack:
     sim: Simulator
     settings: Settings
     redis: redis.Redis
-    broker: RedisBroker
+    broker: dramatiq.Broker
     runtime: Runtime
     runner: JobRunner
     actors: dict[str, dramatiq.Actor[..., None]]
@@ -137,6 +137,7 @@ def stack_factory(redis_url: str, **defaults: Any) -> Iterator[Callable[..., Sta
     finally:
         for stack in made:
             stack.producer.close()
+            stack.broker.close()
             stack.redis.close()
 
 

@@ -11,9 +11,9 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import IdempotencyConflict, Producer
+from producers.brokers import BROKER_NAMESPACE
 from producers.contract import CODES_QUEUE, SEND_CODE_ACTOR, SEND_SMS_ACTOR, SMS_QUEUE
 from producers.idempotency import payload_hash, record_key
-from producers.producer import BROKER_NAMESPACE
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from producers.contract import CODES_QUEUE, SMS_QUEUE, SMS_RESULTS_STREAM
 from simulator import Simulator
 from simulator.server import SimulatorServer, serve_in_thread
 from tests.jobs_harness import TEMPLATE_ID, mainland, request_id, stream_records, wait_until
+from tests.rabbitmq_server import RabbitVhost
 
 pytestmark = pytest.mark.chaos
 
@@ -90,13 +91,24 @@ def records(client: redis.Redis) -> list[dict[str, Any]]:
     return stream_records(client, SMS_RESULTS_STREAM)
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """The queues' broker: "" for Redis, else a RabbitMQ vhost of the module's own."""
+    if request.param == "redis":
+        return ""
+    vhost: RabbitVhost = request.getfixturevalue("rabbitmq")
+    return vhost.url
+
+
 def test_sigkill_mid_run_then_restart_sends_everything_exactly_once(
-    own_db: str, sim_server: SimulatorServer, tmp_path: Path
+    own_db: str, sim_server: SimulatorServer, tmp_path: Path, broker_url: str
 ) -> None:
+    """On Redis the killed worker's messages come back after its heartbeat times out; on
+    RabbitMQ as soon as its connections drop."""
     sim = sim_server.sim
     sim.faults.set(latency=0.15)
     client = redis.Redis.from_url(own_db)
-    producer = Producer(redis_url=own_db)
+    producer = Producer(redis_url=own_db, broker_url=broker_url)
     jobs: dict[str, list[str]] = {}
     for i in range(100):
         jobs[producer.send_code(mainland(i), f"{200000 + i}", sign_id=1)] = [mainland(i)]
@@ -105,7 +117,7 @@ def test_sigkill_mid_run_then_restart_sends_everything_exactly_once(
         jobs[producer.send_sms(TEMPLATE_ID, phones)] = phones
     producer.close()
 
-    env = worker_env(own_db, sim_server.url)
+    env = worker_env(own_db, sim_server.url, SENDCLOUD_BROKER_URL=broker_url)
     log = tmp_path / "worker.log"
     first = start_worker(env, log)
     try:

@@ -11,9 +11,10 @@ A worker started with ``dramatiq worker.app`` serves everything on one port,
 - ``sendcloud_job_outcomes_total{kind,outcome}``: one per result record a worker writes;
 - ``sendcloud_queue_depth{queue}``: messages not yet acknowledged on each product queue, its
   delay queue (``.DQ``) and its dead-letter queue (``.XQ``), read from Redis at scrape time;
+  on RabbitMQ (``SENDCLOUD_BROKER_URL``), the messages ready in each, read from RabbitMQ;
 - ``sendcloud_inbox_depth{inbox}``: webhook events received and not yet handled by
-  ``sendcloud-jobs receipts`` (``sms``, ``mail``), read at scrape time;
-- ``sendcloud_redis_up``: 1 when that read worked;
+  ``sendcloud-jobs receipts`` (``sms``, ``mail``), read from Redis at scrape time;
+- ``sendcloud_redis_up`` (``sendcloud_rabbitmq_up`` on RabbitMQ): 1 when that read worked;
 - ``sendcloud_verifications_total{channel,event}``, ``sendcloud_verifications_refused_total
   {channel,rule}``, ``sendcloud_verification_approval_ratio`` and
   ``sendcloud_verification_breaker_open``: verification counters kept in Redis by producers
@@ -43,12 +44,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 import structlog
 from dramatiq import Broker
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware.prometheus import DB_PATH, HTTP_HOST, Prometheus
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from producers.brokers import BROKER_NAMESPACE as NAMESPACE
+from producers.brokers import is_rabbitmq, rabbitmq_broker, rabbitmq_depths
 from producers.contract import ALL_QUEUES
-from producers.producer import BROKER_NAMESPACE as NAMESPACE
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
@@ -66,6 +69,7 @@ JOBS_REDRIVEN = "sendcloud_jobs_redriven_total"
 INBOX_DEPTH = "sendcloud_inbox_depth"
 INBOXES = ("sms", "mail")
 QUEUE_DEPTH = "sendcloud_queue_depth"
+RABBITMQ_UP = "sendcloud_rabbitmq_up"
 REDIS_UP = "sendcloud_redis_up"
 VERIFICATIONS = "sendcloud_verifications_total"
 VERIFICATIONS_REFUSED = "sendcloud_verifications_refused_total"
@@ -145,7 +149,8 @@ def record_job_outcome(kind: str, outcome: str) -> None:
 
 
 class QueueDepthCollector:
-    """Reads queue depths from Redis on each scrape: one pipelined round trip, 12 commands."""
+    """Reads queue depths on each scrape: from Redis in one pipelined round trip, or from
+    RabbitMQ (``broker``) by one queue declaration per queue."""
 
     def __init__(
         self,
@@ -153,17 +158,28 @@ class QueueDepthCollector:
         *,
         namespace: str = NAMESPACE,
         queues: Sequence[str] = ALL_QUEUES,
+        broker: Broker | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.queues = tuple(queues)
+        self.broker = broker if broker is not None and is_rabbitmq(broker) else None
 
     def depths(self) -> dict[str, int]:
         """Messages per queue (and its .DQ and .XQ)."""
+        if self.broker is not None:
+            return rabbitmq_depths(self.broker, self.queues)
         return self._read()[0]
 
+    def inbox_depths(self) -> dict[str, int]:
+        """Webhook events not yet handled, per inbox (always in Redis)."""
+        pipe = self.client.pipeline(transaction=False)
+        for inbox in INBOXES:
+            pipe.xlen(f"sendcloud:inbox:{inbox}")  # handled entries are deleted from it
+        return {inbox: int(n) for inbox, n in zip(INBOXES, pipe.execute(), strict=True)}
+
     def _read(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Queue depths and inbox depths, in one round trip."""
+        """Queue depths and inbox depths from Redis, in one round trip."""
         ns = self.namespace
         names: list[str] = []
         pipe = self.client.pipeline(transaction=False)
@@ -182,19 +198,26 @@ class QueueDepthCollector:
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
-        up = GaugeMetricFamily(REDIS_UP, "1 if the queue depths could be read from Redis.")
+        if self.broker is not None:
+            up = GaugeMetricFamily(RABBITMQ_UP, "1 if the queue depths could be read from "
+                                   "RabbitMQ.")
+            meaning = "Messages ready (not held by a consumer), per queue"
+        else:
+            up = GaugeMetricFamily(REDIS_UP, "1 if the queue depths could be read from Redis.")
+            meaning = "Messages not yet acknowledged, per queue"
         depth = GaugeMetricFamily(
-            QUEUE_DEPTH,
-            "Messages not yet acknowledged, per queue (.DQ: delayed, .XQ: dead-lettered).",
-            labels=["queue"],
+            QUEUE_DEPTH, f"{meaning} (.DQ: delayed, .XQ: dead-lettered).", labels=["queue"]
         )
         inboxes = GaugeMetricFamily(
             INBOX_DEPTH, "Webhook events received and not yet handled, per inbox.",
             labels=["inbox"],
         )
         try:
-            depths, waiting = self._read()
-        except redis.RedisError as err:
+            if self.broker is not None:
+                depths, waiting = self.depths(), self.inbox_depths()
+            else:
+                depths, waiting = self._read()
+        except (redis.RedisError, ConnectionClosed) as err:
             log.warning("metrics.queue_depth_failed", error=str(err))
             up.add_metric([], 0)
         else:
@@ -260,14 +283,17 @@ class VerificationCollector:
             yield ratio
 
 
-def build_registry(client: redis.Redis, *, namespace: str = NAMESPACE) -> CollectorRegistry:
-    """What the exposition serves: every process's files plus the live queue depths."""
+def build_registry(
+    client: redis.Redis, *, namespace: str = NAMESPACE, broker: Broker | None = None
+) -> CollectorRegistry:
+    """What the exposition serves: every process's files plus the live queue depths (from
+    RabbitMQ when ``broker`` is a RabbitmqBroker, else from Redis)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=DB_PATH)
-    registry.register(QueueDepthCollector(client, namespace=namespace))
+    registry.register(QueueDepthCollector(client, namespace=namespace, broker=broker))
     registry.register(VerificationCollector(client))
     return registry
 
@@ -338,9 +364,12 @@ def serve_metrics() -> int:
         socket_connect_timeout=2,
         retry=Retry(NoBackoff(), 1),
     )
+    # On RabbitMQ the depths come from a connection of the exposition's own.
+    broker = rabbitmq_broker(settings.broker_url) if settings.rabbitmq else None
     try:
         server = make_server(
-            build_registry(client, namespace=NAMESPACE), HTTP_HOST, settings.metrics_port
+            build_registry(client, namespace=NAMESPACE, broker=broker), HTTP_HOST,
+            settings.metrics_port,
         )
     except OSError as exc:
         # Taken since the workers' probe. Dramatiq does not watch its forks: stop the whole

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://api.sendcloud.net"
 SIGN_METHODS = ("md5", "sha256")
@@ -46,6 +47,7 @@ def _namespace(env: Mapping[str, str]) -> str:
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+BROKER_SCHEMES = ("amqp://", "amqps://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -55,6 +57,19 @@ def _redis_url(env: Mapping[str, str]) -> str:
         # redis-py would only say so when the first command runs, from deep in a stack.
         raise ConfigurationError(
             "REDIS_URL", f"must start with {', '.join(REDIS_SCHEMES)} (e.g. redis://host:6379/0)"
+        )
+    return url
+
+
+def _broker_url(env: Mapping[str, str]) -> str:
+    """Empty: the queues live in Redis. An AMQP URL (several joined by ';', one per cluster
+    node): they live in RabbitMQ, and Redis keeps everything else."""
+    url = (env.get("SENDCLOUD_BROKER_URL") or "").strip()
+    if url and not all(part.strip().startswith(BROKER_SCHEMES) for part in url.split(";")):
+        raise ConfigurationError(
+            "SENDCLOUD_BROKER_URL",
+            f"must start with {', '.join(BROKER_SCHEMES)} (e.g. amqp://user:pass@host:5672/vhost)"
+            ", or be empty to keep the queues in Redis",
         )
     return url
 
@@ -117,6 +132,11 @@ class Settings:
     api_key: str = field(default="", repr=False)
     sign_method: str = "md5"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Where the queues live: "" for Redis (REDIS_URL), or RabbitMQ's amqp:// URL.
+    broker_url: str = field(default="", repr=False)  # may carry RabbitMQ's password
+    #: RabbitMQ: a retry or deferral longer than this (s) is parked in Redis, not held as a
+    #: delayed message in a worker's memory (worker.jobs.runner).
+    park_after: float = 300.0
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     #: What a 498 (daily limit per phone) does: "defer" to the next day or "fail" at once.
@@ -219,6 +239,8 @@ class Settings:
             api_key=env.get("SENDCLOUD_API_KEY", ""),
             sign_method=sign_method,
             redis_url=_redis_url(env),
+            broker_url=_broker_url(env),
+            park_after=_float(env, "SENDCLOUD_PARK_AFTER", 300.0, minimum=1.0),
             connect_timeout=_float(env, "SENDCLOUD_CONNECT_TIMEOUT", 5.0, minimum=0.001),
             read_timeout=_float(env, "SENDCLOUD_READ_TIMEOUT", 15.0, minimum=0.001),
             daily_limit_action=daily,
@@ -269,6 +291,11 @@ class Settings:
             hook_window=_int(env, "SENDCLOUD_HOOK_WINDOW", 3600, minimum=1),
         )
 
+    @property
+    def rabbitmq(self) -> bool:
+        """The queues live in RabbitMQ."""
+        return bool(self.broker_url)
+
     def require_credentials(self) -> Settings:
         """Fail with the name of the first missing credential variable."""
         values = {
@@ -302,6 +329,7 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be logged, stored or raised."""
+        password = urlsplit(self.broker_url.split(";")[0]).password if self.broker_url else None
         values = (self.sms_key, self.api_key, self.verify_secret, self.sms_hook_key,
-                  self.mail_hook_key)
+                  self.mail_hook_key, password)
         return tuple(s for s in values if s)

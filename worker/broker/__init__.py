@@ -1,4 +1,6 @@
-"""The RedisBroker the workers (and producers, in tests and the demo) use, with its middleware.
+"""The broker the workers (and producers, in tests and the demo) use, with its middleware:
+Dramatiq's RedisBroker, or its RabbitmqBroker when ``SENDCLOUD_BROKER_URL`` is set (see
+:mod:`worker.broker.rabbitmq`).
 
 Middleware, in order:
 
@@ -30,18 +32,21 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import CurrentMessage, Middleware, TimeLimit
 
-from producers.producer import BROKER_NAMESPACE
+from producers.brokers import BROKER_NAMESPACE, rabbitmq_broker
 from worker.broker.dead_letters import DeadLetterReasons
 from worker.broker.job_context import JobContext
 from worker.broker.retries import ReconciledRetries
 from worker.settings import Settings
 
 
-def broker_middleware(settings: Settings) -> list[Middleware]:
+def broker_middleware(
+    settings: Settings, redis_client: redis.Redis | None = None
+) -> list[Middleware]:
     return [
         JobContext(),
         TimeLimit(time_limit=int(settings.job_lease * 1000)),
@@ -51,7 +56,7 @@ def broker_middleware(settings: Settings) -> list[Middleware]:
             max_backoff=int(settings.retry_max_delay * 1000),
         ),
         CurrentMessage(),
-        DeadLetterReasons(),
+        DeadLetterReasons(redis_client),
     ]
 
 
@@ -87,15 +92,22 @@ def make_broker(
     redis_client: redis.Redis | None = None,
     settings: Settings | None = None,
     namespace: str = BROKER_NAMESPACE,
-) -> RedisBroker:
-    """A RedisBroker on ``redis_client`` if given, else on ``redis_url``.
+) -> Broker:
+    """The queues' broker: a RabbitmqBroker when ``settings.broker_url`` is set
+    (:mod:`worker.broker.rabbitmq`), else a RedisBroker on ``redis_client`` if given, else on
+    ``redis_url``.
 
-    ``namespace`` prefixes the queues' keys: workers serve ``dramatiq`` only, so a broker in
-    another namespace (the demo's) is served by no deployed worker.
+    ``namespace`` prefixes the Redis broker's keys: workers serve ``dramatiq`` only, so a broker
+    in another namespace (the demo's) is served by no deployed worker. On RabbitMQ the Redis
+    client (or URL) is where dead letters' reasons are kept.
     """
     if redis_client is None and not redis_url:
         raise ValueError("make_broker needs a redis_url or a redis_client")
     settings = settings or Settings.from_env()
+    if settings.rabbitmq:
+        client = redis_client or redis.Redis.from_url(str(redis_url))
+        return rabbitmq_broker(settings.broker_url,
+                               middleware=broker_middleware(settings, client))
     return ReconnectingRedisBroker(
         url=None if redis_client is not None else redis_url,
         client=redis_client,

@@ -36,9 +36,9 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 from dramatiq.message import Message
 
-from producers.contract import ALL_QUEUES
+from producers.brokers import BROKER_NAMESPACE as NAMESPACE
+from producers.contract import ALL_QUEUES, KEY_PREFIX
 from producers.idempotency import FINAL_STATES, record_key
-from producers.producer import BROKER_NAMESPACE as NAMESPACE
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,16 @@ if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then
 end
 return 0
 """
+
+
+#: On RabbitMQ, where a dead letter cannot be rewritten, its reason is kept in Redis here, as
+#: long as the letter lives (Dramatiq's dead-letter TTL, 7 days).
+REASON_PREFIX = f"{KEY_PREFIX}dlq:reason:"
+REASON_TTL_MS = 7 * 86_400_000
+
+
+def reason_key(message_id: str) -> str:
+    return f"{REASON_PREFIX}{message_id}"
 
 
 def dead_letter_keys(namespace: str, queue: str) -> tuple[str, str]:
@@ -156,10 +166,10 @@ def list_dead_letters(
                 letters.append(DeadLetter.parse(name, _text(redis_id), data, float(score)))
     letters.sort(key=lambda letter: letter.dead_at)
     letters = letters if limit is None else letters[:limit]
-    return _with_job_states(client, letters)
+    return with_job_states(client, letters)
 
 
-def _with_job_states(client: redis.Redis, letters: list[DeadLetter]) -> list[DeadLetter]:
+def with_job_states(client: redis.Redis, letters: list[DeadLetter]) -> list[DeadLetter]:
     keyed = [x for x in letters if x.key]
     if not keyed:
         return letters
@@ -215,11 +225,13 @@ def fresh_message(message: Message) -> Message:
     )
 
 
+def chosen(letter: DeadLetter, ids: Sequence[str] | None) -> bool:
+    """Whether ``ids`` (none: every letter) names ``letter`` by message id or broker id."""
+    return not ids or letter.message_id in ids or letter.redis_id in ids
+
+
 def _select(letters: Iterable[DeadLetter], ids: Sequence[str] | None) -> list[DeadLetter]:
-    if not ids:
-        return list(letters)
-    wanted = set(ids)
-    return [x for x in letters if x.message_id in wanted or x.redis_id in wanted]
+    return [x for x in letters if chosen(x, ids)]
 
 
 @dataclass(frozen=True)
@@ -278,19 +290,23 @@ def purge(
 
 
 class DeadLetterReasons(Middleware):
-    """Store why a message died on its dead-lettered copy (RedisBroker only)."""
+    """Store why a message died: on its dead-lettered copy (RedisBroker), or beside it in
+    ``redis_client`` under :func:`reason_key` (RabbitMQ, whose letters cannot be rewritten)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis_client: redis.Redis | None = None) -> None:
         self._script: Any = None
+        self.redis = redis_client
 
     def after_nack(self, broker: Broker, message: Any) -> None:
-        if not isinstance(broker, RedisBroker):
-            return
         exc: BaseException | None = getattr(message, "_exception", None)
         if exc is not None:
             reason = exception_reason(exc)
         else:
             reason = last_line(str(message.options.get("traceback") or "")) or "rejected"
+        if not isinstance(broker, RedisBroker):
+            if self.redis is not None:
+                self._keep_beside(message.message_id, reason)
+            return
         redis_id = message.options.get("redis_message_id")
         if redis_id is None:
             return
@@ -303,3 +319,10 @@ class DeadLetterReasons(Middleware):
         except redis.RedisError as err:
             # The letter is already safe in the DLQ; only its reason is missing.
             log.warning("dlq.reason_not_stored", message_id=message.message_id, error=str(err))
+
+    def _keep_beside(self, message_id: str, reason: str) -> None:
+        assert self.redis is not None
+        try:
+            self.redis.set(reason_key(message_id), reason, px=REASON_TTL_MS)
+        except redis.RedisError as err:
+            log.warning("dlq.reason_not_stored", message_id=message_id, error=str(err))

@@ -1,4 +1,4 @@
-"""Dramatiq's ``Retries``, for a Redis that may be away when a retry is due to be enqueued.
+"""Dramatiq's ``Retries``, for a broker that may be away when a retry is due to be enqueued.
 
 A job that gives its claim back raises ``dramatiq.Retry``; ``Retries`` then enqueues the
 retry. If Redis is down at that moment the enqueue fails, Dramatiq logs a CRITICAL
@@ -6,7 +6,8 @@ retry. If Redis is down at that moment the enqueue fails, Dramatiq logs a CRITIC
 gone. Nothing is lost for all that: the job's record stays in the reconcile index, and the
 reconciler (worker.jobs.reconciler) drives it again once Redis answers; an emailStatus poll is
 enqueued again by the next scheduler tick. So the case is handled here, and said as a
-warning with the job's key rather than as a crash.
+warning with the job's key rather than as a crash. The same holds for RabbitMQ, whose
+publishes raise Dramatiq's ``ConnectionClosed`` once their retries are spent.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import redis
 import structlog
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Retries
 
 log = structlog.get_logger("worker.broker.retries")
@@ -26,7 +28,7 @@ class ReconciledRetries(Retries):
     ) -> None:
         try:
             super().after_process_message(broker, message, result=result, exception=exception)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, ConnectionClosed) as exc:
             log.warning("job.retry_not_enqueued", error=type(exc).__name__,
                         message_id=message.message_id,
-                        note="Redis is away; the reconciler drives the job again")
+                        note="the broker is away; the reconciler drives the job again")

@@ -8,19 +8,28 @@ it for good; its result is on the stream) is kept, not replayed: the worker woul
 again. Fix the cause, enqueue the job again under a new key, then purge the letter.
 ``dlq purge --yes`` deletes them. Each takes ``--queue`` (default: every product queue) and
 optional message ids to act on only those. Dead letters expire after 7 days (Dramatiq's TTL).
+With ``SENDCLOUD_BROKER_URL`` set the same commands act on RabbitMQ's ``<queue>.XQ`` queues.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+from dramatiq import Broker
+from dramatiq.brokers.redis import RedisBroker
+
 from producers.contract import ALL_QUEUES
 from worker.broker import dead_letters as dlq
+from worker.broker import rabbitmq as rabbit
 from worker.cli import UsageError
 from worker.cli.health import connect_redis, load_settings
+from worker.settings import Settings
 
 
 def _when(epoch: float) -> str:
@@ -40,15 +49,32 @@ def _as_dict(letter: dlq.DeadLetter) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _stores() -> Iterator[tuple[Settings, redis.Redis, Broker | None]]:
+    """Redis, and the RabbitmqBroker when the queues live in RabbitMQ (else None)."""
+    from worker.broker import make_broker
+
+    settings = load_settings()
+    client = connect_redis(settings)
+    broker = make_broker(None, redis_client=client, settings=settings) if settings.rabbitmq \
+        else None
+    try:
+        yield settings, client, broker
+    finally:
+        if broker is not None:
+            broker.close()
+        client.close()
+
+
 def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    client = connect_redis(load_settings())
-    try:
-        letters = dlq.list_dead_letters(client, namespace=dlq.NAMESPACE, queue=args.queue)
-    finally:
-        client.close()
+    with _stores() as (_, client, broker):
+        if broker is not None:
+            letters = rabbit.list_dead_letters(broker, client, queue=args.queue)
+        else:
+            letters = dlq.list_dead_letters(client, namespace=dlq.NAMESPACE, queue=args.queue)
     if args.ids:
         letters = [x for x in letters if x.message_id in args.ids or x.redis_id in args.ids]
     if args.json:
@@ -75,11 +101,16 @@ def _list(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from worker.broker import make_broker
 
-    broker = make_broker(load_settings().redis_url)
-    try:
-        report = dlq.replay(broker, queue=args.queue, ids=args.ids or None)
-    finally:
-        broker.close()
+    with _stores() as (settings, client, broker):
+        if broker is not None:
+            report = rabbit.replay(broker, client, queue=args.queue, ids=args.ids or None)
+        else:
+            redis_broker = make_broker(settings.redis_url, settings=settings)
+            try:
+                assert isinstance(redis_broker, RedisBroker)
+                report = dlq.replay(redis_broker, queue=args.queue, ids=args.ids or None)
+            finally:
+                redis_broker.close()
     for letter in report.replayed:
         print(f"replayed {letter.message_id} {letter.actor} key={letter.key} -> {letter.queue}")
     for letter in report.final:
@@ -95,11 +126,12 @@ def _replay(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     if not args.yes:
         raise UsageError("purge deletes dead letters for good: add --yes to confirm")
-    client = connect_redis(load_settings())
-    try:
-        removed = dlq.purge(client, namespace=dlq.NAMESPACE, queue=args.queue, ids=args.ids or None)
-    finally:
-        client.close()
+    with _stores() as (_, client, broker):
+        if broker is not None:
+            removed = rabbit.purge(broker, client, queue=args.queue, ids=args.ids or None)
+        else:
+            removed = dlq.purge(client, namespace=dlq.NAMESPACE, queue=args.queue,
+                                ids=args.ids or None)
     print(f"{removed} dead letter(s) purged")
     return 0
 

@@ -10,6 +10,8 @@ The worker adds these fields:
                        nor finish the job: every such script checks the token
 ``lease_until``        epoch seconds; after it another copy of the job may take the claim over
 ``due_at``             when a released job's retry is due (the reconciler's yardstick)
+``parked``             set while a released job's retry waits in this record alone, not in a
+                       queue (a long wait on RabbitMQ; see worker.jobs.runner)
 ``job``                the producer's copy of the message, until the job is final; the
                        reconciler re-drives a job from it when its message was lost
 ``attempt_started_at`` when the current (or last) attempt claimed the job
@@ -201,7 +203,7 @@ return {'ok', sendcloud_fmt(sendcloud_now(ARGV[2])), redis.call('HGET', k, 'unce
 """
 
 # KEYS: record, reconcile index. ARGV: token, now, uncertain (1/0), refund (1/0), last_error,
-# delay (seconds until the retry is due), index member.
+# delay (seconds until the retry is due), index member, parked (1/0: no message waits for it).
 _RELEASE_LUA = _CLOCK_LUA + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
@@ -221,6 +223,11 @@ end
 local due = now + tonumber(ARGV[6])
 redis.call('HSET', k, 'state', 'queued', 'lease_until', '0', 'updated_at', sendcloud_fmt(now),
            'due_at', sendcloud_fmt(due), 'last_error', ARGV[5])
+if ARGV[8] == '1' then
+    redis.call('HSET', k, 'parked', '1')
+else
+    redis.call('HDEL', k, 'parked')
+end
 redis.call('ZADD', KEYS[2], due, ARGV[7])
 return 1
 """
@@ -424,13 +431,17 @@ class JobLedger:
         refund: bool = False,
         error: str = "",
         delay: float = 0.0,
+        parked: bool = False,
     ) -> bool:
         """Give the claim back (state queued) for a retry due in ``delay`` seconds.
         ``uncertain``: the attempt may have taken effect. ``refund``: the attempt does not
-        count (it never called SendCloud). False when ``token`` no longer holds the claim."""
+        count (it never called SendCloud). ``parked``: no message carries the retry (its
+        message is acknowledged); the reconciler sends a copy when it is due. False when
+        ``token`` no longer holds the claim."""
         released = self._release(
             keys=[record_key(key), RECONCILE_KEY],
-            args=[token, _time_arg(now), int(uncertain), int(refund), error, repr(delay), key],
+            args=[token, _time_arg(now), int(uncertain), int(refund), error, repr(delay), key,
+                  int(parked)],
         )
         return bool(released)
 

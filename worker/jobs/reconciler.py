@@ -16,6 +16,8 @@ it. Each pass (``SENDCLOUD_RECONCILE_INTERVAL``) takes the jobs more than
 * ``in_flight`` past its lease: its attempt died or stalled. A fresh message is enqueued; its
   claim takes the job over as an attempt whose outcome is unknown, and the stale attempt, if it
   wakes, is fenced off by its token (:mod:`worker.jobs.idempotency`);
+* ``queued`` and parked (a long wait kept in the record, not in a queue: see
+  :mod:`worker.jobs.runner`): its retry is due, and a fresh message is enqueued at once;
 * ``queued``: while its queue has a backlog (its ready or delay list is not empty) the message
   may be waiting in it, and the job is looked at again a pass later, for at most
   ``SENDCLOUD_RECONCILE_QUEUED_AFTER``. Otherwise (the message is gone, or held in an ack set
@@ -42,7 +44,9 @@ import dramatiq
 import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import ConnectionClosed
 
+from producers.brokers import is_rabbitmq, rabbitmq_depths
 from producers.contract import KEY_PREFIX, RECONCILE_KEY
 from producers.idempotency import FINAL_STATES, record_key
 from worker import metrics
@@ -62,7 +66,7 @@ if (not state) or final[state] then
     return 0
 end
 redis.call('HSET', KEYS[1], 'job', ARGV[1])
-redis.call('HDEL', KEYS[1], 'reconcile_waiting_since')
+redis.call('HDEL', KEYS[1], 'reconcile_waiting_since', 'parked')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
@@ -139,9 +143,9 @@ class Reconciler:
         return summary
 
     def _reconcile(self, key: str, now: float, summary: ReconcileSummary) -> None:
-        state, lease_until, raw_job, created_at = (
+        state, lease_until, raw_job, created_at, parked = (
             _text(v) for v in self.client.hmget(
-                record_key(key), "state", "lease_until", "job", "created_at"
+                record_key(key), "state", "lease_until", "job", "created_at", "parked"
             )
         )
         if state is None or state in FINAL_STATES:
@@ -157,7 +161,9 @@ class Reconciler:
             self.client.zadd(RECONCILE_KEY, {key: now + self.queued_after})
             return
         job: dict[str, Any] = json.loads(raw_job)
-        if state == "queued" and self._waiting(job) and not self._waited_too_long(key, now):
+        # A parked job has no message anywhere: its copy is due now, whatever the backlog.
+        if (state == "queued" and not parked and self._waiting(job)
+                and not self._waited_too_long(key, now)):
             # Looked at again soon: once the backlog is gone, a stranded job is found.
             summary.waiting += 1
             self.client.zadd(RECONCILE_KEY, {key: now + max(self.grace, self.interval)})
@@ -173,11 +179,19 @@ class Reconciler:
         queue's ready or delay list is not empty. (The RedisBroker files each enqueue under a
         fresh id, so a message cannot be looked up by its own.) With both lists empty, a job
         still queued past due is held nowhere a worker will look: lost, or stranded in an ack
-        set. Known for the RedisBroker only; on others, never assumed."""
-        if not isinstance(self.broker, RedisBroker):
-            return False
+        set. On RabbitMQ, the messages ready in the queue and its delay queue count (one held
+        by a consumer is not: if its worker dies RabbitMQ gives it back, and a copy is harmless
+        anyway). On other brokers, never assumed."""
         queue = str(job.get("queue") or "")
         if not queue:
+            return False
+        if is_rabbitmq(self.broker):
+            try:
+                depths = rabbitmq_depths(self.broker, [queue])
+            except ConnectionClosed:
+                return False  # the copy's enqueue will say whether RabbitMQ is back
+            return depths[queue] + depths[dramatiq.common.dq_name(queue)] > 0
+        if not isinstance(self.broker, RedisBroker):
             return False
         namespace = self.broker.namespace
         with self.client.pipeline(transaction=False) as pipe:

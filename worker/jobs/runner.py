@@ -7,6 +7,10 @@ Every path ends in exactly one of:
   declare in ``throws`` so Dramatiq dead-letters the message at once (no retries);
 * ``dramatiq.Retry(delay=...)`` after giving the claim back: the delay is computed here
   (:mod:`worker.jobs.policy`), so Dramatiq's own backoff is never used for SendCloud failures;
+  on RabbitMQ a wait longer than ``SENDCLOUD_PARK_AFTER`` is *parked* instead: the claim is
+  given back with its due time, the message is acknowledged, and the reconciler sends a copy
+  of the job from its record when it is due (a delayed message would be held unacknowledged
+  by this worker, and RabbitMQ's consumer_timeout requeues what is held for too long);
 * nothing at all, for a copy of a job that is already final ("replayed").
 
 What each SendCloud error does:
@@ -479,9 +483,17 @@ class JobRunner:
                                           "accepted")
             return self._end(a, "expired", code,
                              f"the next attempt ({why}) would come after the code expires")
+        park = self.settings.rabbitmq and delay > self.settings.park_after
         if not self.ledger.release(a.key, a.claim.token, self._given(), uncertain=uncertain,
-                                   refund=refund, error=why, delay=delay):
+                                   refund=refund, error=why, delay=delay, parked=park):
             raise ClaimLost(a.key)
+        if park:
+            # A delayed message would sit unacknowledged in this worker for the whole wait,
+            # and RabbitMQ's consumer_timeout requeues what a consumer holds that long. The
+            # record keeps the job and its due time; the reconciler sends a copy when due.
+            log.info("job.parked", delay_s=round(delay, 3), reason=why, status_code=code,
+                     uncertain=uncertain)
+            return None
         log.info("job.retry", delay_s=round(delay, 3), reason=why, status_code=code,
                  uncertain=uncertain)
         raise dramatiq.Retry(delay=_ms(delay))
