@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # through /bin/sh, which knows nothing of the venv). ENV_FILE picks the settings.
 ENV_FILE ?= local.env
 
-.PHONY: demo test lint bench chaos-full up lock
+.PHONY: demo test lint bench chaos-full receipts-full up lock
 
 LOCK := docker/requirements.lock
 
@@ -41,6 +41,10 @@ bench: $(STAMP)
 
 chaos-full: $(STAMP)
 	$(BIN)/pytest tests/chaos --chaos-full
+
+# A 100,000-number campaign with hooks on: one delivery record per number, the simulator's mix.
+receipts-full: $(STAMP)
+	SENDCLOUD_RECEIPTS_E2E_NUMBERS=100000 $(BIN)/pytest -q tests/test_receipts_e2e.py
 
 # A fresh resolve of pyproject.toml's dependencies (runtime and dev) into the lock.
 lock:

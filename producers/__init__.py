@@ -43,6 +43,7 @@ from producers.campaign_report import (
 from producers.contract import (
     EMAIL_STATUS_STREAM,
     MEMBERS_RESULTS_STREAM,
+    SMS_DELIVERY_STREAM,
     SMS_RESULTS_STREAM,
 )
 from producers.errors import (
@@ -64,6 +65,7 @@ from producers.verification import CheckResult, Verification, Verifier, VerifySe
 __all__ = [
     "EMAIL_STATUS_STREAM",
     "MEMBERS_RESULTS_STREAM",
+    "SMS_DELIVERY_STREAM",
     "SMS_RESULTS_STREAM",
     "CampaignBusy",
     "CampaignConflict",

@@ -20,7 +20,12 @@ from typing import Any
 
 import redis
 
-from producers.contract import EMAIL_STATUS_STREAM, MEMBERS_RESULTS_STREAM, SMS_RESULTS_STREAM
+from producers.contract import (
+    EMAIL_STATUS_STREAM,
+    MEMBERS_RESULTS_STREAM,
+    SMS_DELIVERY_STREAM,
+    SMS_RESULTS_STREAM,
+)
 from worker.cli import UsageError
 from worker.cli.health import connect_redis, load_settings
 
@@ -28,6 +33,7 @@ STREAMS = {
     "sms": SMS_RESULTS_STREAM,
     "members": MEMBERS_RESULTS_STREAM,
     "email_status": EMAIL_STATUS_STREAM,
+    "sms_delivery": SMS_DELIVERY_STREAM,
 }
 FOLLOW_BLOCK_MS = 5000
 # Fields shown first, in this order; the rest follow sorted by name.
