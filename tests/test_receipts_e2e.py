@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ from bench.common import (
 from producers import Producer, campaign_status, start_campaign
 from producers.contract import SMS_DELIVERY_STREAM
 from producers.results import decode_fields
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import free_port
 from worker.web.inbox import MAIL_INBOX, SMS_INBOX
 
 pytestmark = pytest.mark.chaos
@@ -42,23 +42,14 @@ E2E_DB = 12
 NUMBERS = int(os.environ.get("SENDCLOUD_RECEIPTS_E2E_NUMBERS", "5000"))
 
 
-@pytest.fixture
-def e2e_redis_url(redis_server: RedisServer) -> Iterator[str]:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{E2E_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()  # this test's own database on the session's throwaway server
-    yield url
-    client.flushdb()
-    client.close()
-
-
 def command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "sendcloud-jobs"), *args]
 
 
 def test_a_campaigns_receipts_arrive_once_each_whatever_the_hooks_repeat(
-    e2e_redis_url: str, tmp_path: Path,
+    redis_db: Callable[[int], str], tmp_path: Path,
 ) -> None:
+    e2e_redis_url = redis_db(E2E_DB)  # a database of its own: the processes share it
     port = free_port()
     with SimHost(templates=[TEMPLATE_ID]) as sim:
         sim.admin.configure_hooks(

@@ -35,7 +35,7 @@ import redis
 from producers.contract import EMAIL_STATUS_STREAM, KEY_PREFIX
 from worker.email_status.poller import SEEN_KEY_PREFIX, SEEN_RETENTION, status_marker
 from worker.email_status.records import SHANGHAI, SUB_STATUS_DESCRIPTIONS
-from worker.receipts.matcher import Outcome
+from worker.receipts.matcher import Outcome, milliseconds, shanghai_iso
 
 EVENT_NAMES = {
     "deliver": "delivered", "delivered": "delivered",
@@ -62,24 +62,10 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
 """
 
 
-def _ms(value: Any) -> int | None:
-    try:
-        ms = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return ms if ms > 0 else None
-
-
-def _shanghai(ms: int | None, timespec: str = "seconds") -> str:
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, SHANGHAI).isoformat(timespec=timespec)
-
-
 def request_day(email_id: str, event_ms: int | None, now: float) -> datetime:
     """Midnight (Shanghai) of the day SendCloud files the email under, which the poller's
     seen-hash is named for."""
-    ms = _ms(email_id.split("_", 1)[0]) or event_ms or int(now * 1000)
+    ms = milliseconds(email_id.split("_", 1)[0]) or event_ms or int(now * 1000)
     local = datetime.fromtimestamp(ms / 1000, SHANGHAI)
     return datetime(local.year, local.month, local.day, tzinfo=SHANGHAI)
 
@@ -98,7 +84,7 @@ class MailEvents:
         email_id = str(event.get("emailId") or "")
         if name is None or not email_id:
             return Outcome("ignored")
-        event_ms = _ms(event.get("timestamp"))
+        event_ms = milliseconds(event.get("timestamp"))
         sub_status = str(event.get("substat") or "").strip()
         record = {
             "event": name,
@@ -112,7 +98,7 @@ class MailEvents:
             "message": str(event.get("message") or ""),
             "url": str(event.get("url") or ""),
             "label_id": str(event.get("labelId") or ""),
-            "modified_time": _shanghai(event_ms),
+            "modified_time": shanghai_iso(event_ms, "seconds"),
             "received_at": datetime.fromtimestamp(received_at_ms / 1000, UTC).isoformat(),
         }
         if name in STATUS_EVENTS:

@@ -109,12 +109,18 @@ def _message(event: Mapping[str, Any]) -> str:
     return str(event.get("message") or "")
 
 
-def shanghai_iso(milliseconds: Any) -> str:
+def milliseconds(value: Any) -> int | None:
+    """A SendCloud millisecond timestamp; None if absent, unreadable or not positive."""
+    ms = _int(value)
+    return ms if ms is not None and ms > 0 else None
+
+
+def shanghai_iso(value: Any, timespec: str = "milliseconds") -> str:
     """SendCloud's millisecond timestamp as ISO 8601 in China's time (+08:00); "" if unreadable."""
-    ms = _int(milliseconds)
-    if ms is None or ms <= 0:
+    ms = milliseconds(value)
+    if ms is None:
         return ""
-    return datetime.fromtimestamp(ms / 1000, SHANGHAI).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ms / 1000, SHANGHAI).isoformat(timespec=timespec)
 
 
 @dataclass(frozen=True)
