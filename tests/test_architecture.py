@@ -16,26 +16,37 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("worker", "producers", "simulator")
 
+# Folders under a unit that are units of their own: the web process's API and dashboard import
+# the producers and the broker, which its hook receiver must not.
+SUB_UNITS = ("worker.web.api", "worker.web.dashboard")
+
 # Each unit and the units it may import; the order is the map's, from the top down.
 ALLOWED: dict[str, set[str]] = {
     "worker.cli": {"worker.app", "worker.broker", "worker.jobs", "worker.email_status",
                    "worker.receipts",
                    "worker.runtime", "worker.sendcloud", "worker.metrics", "worker.logs",
-                   "worker.settings", "worker.web", "producers", "simulator"},
+                   "worker.settings", "worker.web", "worker.web.api", "worker.web.dashboard",
+                   "worker.connections", "producers", "simulator"},
     "worker.app": {"worker.broker", "worker.jobs", "worker.email_status", "worker.runtime",
-                   "worker.sendcloud", "worker.metrics", "worker.logs", "worker.settings"},
+                   "worker.sendcloud", "worker.metrics", "worker.logs", "worker.connections",
+                   "worker.settings"},
     "worker.jobs": {"worker.runtime", "worker.sendcloud", "worker.metrics", "worker.logs",
                     "worker.settings", "producers"},
     "worker.receipts": {"worker.web", "worker.jobs", "worker.email_status", "worker.sendcloud",
                         "worker.metrics", "worker.logs", "worker.settings", "producers"},
     "worker.email_status": {"worker.runtime", "worker.sendcloud", "worker.metrics",
                             "worker.logs", "worker.settings", "producers"},
-    "worker.web": {"worker.logs", "worker.settings"},
+    "worker.web.dashboard": {"worker.web", "worker.broker", "worker.metrics", "worker.logs",
+                             "worker.connections", "worker.settings", "producers"},
+    "worker.web.api": {"worker.web", "worker.broker", "worker.metrics", "worker.logs",
+                       "worker.connections", "worker.settings", "producers"},
+    "worker.web": {"worker.logs", "worker.connections", "worker.settings"},
     "worker.broker": {"worker.metrics", "worker.logs", "worker.settings", "producers"},
     "worker.runtime": {"worker.sendcloud", "worker.settings"},
     "worker.sendcloud": {"worker.metrics", "worker.settings"},
-    "worker.metrics": {"worker.settings", "producers"},
+    "worker.metrics": {"worker.connections", "worker.settings", "producers"},
     "worker.logs": {"worker.settings"},
+    "worker.connections": {"worker.settings"},
     "worker.settings": set(),
     "producers": set(),
     "simulator": set(),
@@ -43,6 +54,9 @@ ALLOWED: dict[str, set[str]] = {
 
 
 def unit_of(module: str) -> str:
+    for sub_unit in SUB_UNITS:
+        if module == sub_unit or module.startswith(sub_unit + "."):
+            return sub_unit
     parts = module.split(".")
     if parts[0] != "worker":
         return parts[0]

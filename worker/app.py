@@ -17,6 +17,7 @@ import structlog
 from worker import metrics
 from worker.broker import make_broker
 from worker.broker.redis_checks import inspect
+from worker.connections import redis_client
 from worker.email_status.actor import declare_poll_actor
 from worker.jobs import declare_job_actors
 from worker.jobs.results import create_result_streams
@@ -47,7 +48,7 @@ dramatiq.set_broker(broker)
 
 runtime = Runtime(
     settings,
-    redis.Redis.from_url(settings.redis_url),
+    redis_client(settings),
     lambda: SendCloudClient(settings),
 )
 

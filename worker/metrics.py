@@ -46,8 +46,6 @@ import structlog
 from dramatiq import Broker
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware.prometheus import DB_PATH, HTTP_HOST, Prometheus
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from producers.brokers import BROKER_NAMESPACE as NAMESPACE
 from producers.brokers import is_rabbitmq, rabbitmq_broker, rabbitmq_depths
@@ -353,17 +351,13 @@ def check_port(settings: Settings) -> None:
 
 def serve_metrics() -> int:
     """Exposition process, forked by the Dramatiq CLI (see ``SendCloudPrometheus.forks``)."""
+    from worker.connections import redis_client
     from worker.settings import Settings
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = DB_PATH
     settings = Settings.from_env()
     # A scrape must answer quickly even with Redis down: one quick retry, then redis_up 0.
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        retry=Retry(NoBackoff(), 1),
-    )
+    client = redis_client(settings, timeout=2, retries=1)
     # On RabbitMQ the depths come from a connection of the exposition's own.
     broker = rabbitmq_broker(settings.broker_url) if settings.rabbitmq else None
     try:

@@ -26,10 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from worker.broker.redis_checks import inspect
+from worker.connections import redis_client
 from worker.sendcloud.errors import AuthError, ClockSkewError, InvalidRequestError, SendCloudError
 from worker.settings import Settings
 
@@ -67,13 +66,8 @@ def display_url(url: str) -> str:
 def connect_redis(settings: Settings, *, fail_fast: bool = False) -> redis.Redis:
     """A client for ``REDIS_URL``; ``fail_fast``: one attempt, short timeouts (health checks)."""
     if fail_fast:
-        return redis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=3,
-            socket_timeout=3,
-            retry=Retry(NoBackoff(), 0),
-        )
-    return redis.Redis.from_url(settings.redis_url)
+        return redis_client(settings, timeout=3, retries=0)
+    return redis_client(settings)
 
 
 def check_redis(settings: Settings) -> str:

@@ -14,7 +14,7 @@ import signal
 from types import FrameType
 from typing import Any
 
-import redis
+from worker import connections
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +45,7 @@ def run_receipts(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     configure_logging(settings)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connections.redis_client(settings)
     client.ping()  # unreachable: one line at start-up (see worker.cli.main)
     matcher = Matcher(client, window=settings.receipt_window,
                       match_wait=settings.receipt_match_wait, maxlen=settings.results_maxlen)

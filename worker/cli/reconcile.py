@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from worker import connections
+
 if TYPE_CHECKING:
     import dramatiq
 
@@ -52,7 +54,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     configure_logging(settings)
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    redis_client = connections.redis_client(settings)
     redis_client.ping()
     broker = make_broker(settings.redis_url, redis_client=redis_client, settings=settings)
     reconciler = build_reconciler(redis_client, broker, settings)

@@ -11,8 +11,7 @@ import signal
 from types import FrameType
 from typing import Any
 
-import redis
-
+from worker import connections
 from worker.cli import UsageError
 
 
@@ -45,7 +44,7 @@ def run_scheduler(args: argparse.Namespace) -> int:
             raise UsageError(f"--interval: must be at least 0.1 minutes, got {args.interval}")
         settings = replace(settings, poll_interval_minutes=args.interval)
     configure_logging(settings)
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    redis_client = connections.redis_client(settings)
     # Fail at start-up, as one line (see worker.cli.main), rather than at the first tick.
     redis_client.ping()
     broker = make_broker(settings.redis_url, redis_client=redis_client, settings=settings)

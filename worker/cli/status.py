@@ -11,8 +11,7 @@ import json
 import sys
 from typing import Any
 
-import redis
-
+from worker import connections
 from worker.cli import UsageError
 from worker.email_status.poller import PollAborted, PollSummary
 from worker.email_status.window import MAX_SPAN_DAYS
@@ -66,7 +65,7 @@ def run_poll(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings)
     # An unreachable Redis surfaces at the first command as one line (see worker.cli.main).
-    redis_client = redis.Redis.from_url(settings.redis_url)
+    redis_client = connections.redis_client(settings)
     with SendCloudClient(settings) as client:
         poller = build_poller(Runtime(settings, redis_client, lambda: client))
         try:

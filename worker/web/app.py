@@ -11,14 +11,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
+from worker.connections import async_redis_client
 from worker.settings import Settings
 from worker.web.hooks import hooks_app
 from worker.web.store import HookStore
@@ -29,10 +28,7 @@ REDIS_TIMEOUT = 1.0
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
-        retry=Retry(NoBackoff(), 1),
-    )
+    return async_redis_client(settings, timeout=REDIS_TIMEOUT, retries=1)
 
 
 def health_route(client: aioredis.Redis) -> Route:
