@@ -14,7 +14,7 @@ so a web app on Redis needs nothing more than dramatiq and redis.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import dramatiq
@@ -46,13 +46,17 @@ def broker_url_from_env() -> str:
 
 
 def rabbitmq_broker(
-    url: str, *, middleware: list[dramatiq.Middleware] | None = None
+    url: str, *, middleware: list[dramatiq.Middleware] | None = None,
+    broker_class: Callable[..., dramatiq.Broker] | None = None,
 ) -> dramatiq.Broker:
-    """Dramatiq's RabbitmqBroker on ``url``, waiting for RabbitMQ's confirm of every publish."""
+    """Dramatiq's RabbitmqBroker on ``url``, waiting for RabbitMQ's confirm of every publish.
+
+    ``broker_class``: a subclass of RabbitmqBroker to build instead (the workers' own).
+    """
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
     parts = [part.strip() for part in check_broker_url(url).split(";") if part.strip()]
-    return RabbitmqBroker(
+    return (broker_class or RabbitmqBroker)(
         url=parts if len(parts) > 1 else parts[0], confirm_delivery=True, middleware=middleware
     )
 

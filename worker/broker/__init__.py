@@ -22,6 +22,7 @@ maintenance", which runs on ``SENDCLOUD_BROKER_MAINTENANCE_CHANCE`` out of a mil
 commands. Workers poll often, so that is a few seconds after the timeout in practice.
 
 Holds the broker factory (here), ``job_context`` (log context middleware), ``retries``,
+``rabbitmq_acks`` (acks bound to the channel that delivered the message), ``rabbitmq``,
 ``dead_letters`` (reasons, listing and replay) and ``redis_checks``. May import the process
 plumbing and ``producers``; nothing of jobs or SendCloud.
 """
@@ -105,9 +106,11 @@ def make_broker(
         raise ValueError("make_broker needs a redis_url or a redis_client")
     settings = settings or Settings.from_env()
     if settings.rabbitmq:
+        from worker.broker.rabbitmq_acks import ChannelBoundRabbitmqBroker
+
         client = redis_client or redis.Redis.from_url(str(redis_url))
-        return rabbitmq_broker(settings.broker_url,
-                               middleware=broker_middleware(settings, client))
+        return rabbitmq_broker(settings.broker_url, middleware=broker_middleware(settings, client),
+                               broker_class=ChannelBoundRabbitmqBroker)
     return ReconnectingRedisBroker(
         url=None if redis_client is not None else redis_url,
         client=redis_client,
