@@ -29,7 +29,7 @@ import httpx
 from simulator.addresslist import AddressBook, AddressListView
 from simulator.admin import serve_admin
 from simulator.email_status import EmailRecord, EmailStatusStore
-from simulator.faults import Faults
+from simulator.faults import FaultDecision, Faults
 from simulator.hook_events import HookSettings
 from simulator.hooks import Hooks
 from simulator.ledger import Ledger
@@ -154,6 +154,10 @@ class Simulator:
         if request.method not in route.methods:
             return http_error(405, "method not allowed")
         decision = self.faults.decide(path)
+        with decision.served():
+            return self._serve_route(route, request, decision)
+
+    def _serve_route(self, route: Route, request: RawRequest, decision: FaultDecision) -> RawReply:
         if decision.latency:
             time.sleep(decision.latency)
         if decision.reset:

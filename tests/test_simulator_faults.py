@@ -186,3 +186,43 @@ def test_concurrent_in_process_sends_are_counted_exactly(setup):
     counts = sim.ledger.count_by_phone()
     assert len(counts) == 16 * 25 and set(counts.values()) == {1}
     assert [e.seq for e in sim.ledger.entries()] == list(range(1, 401))
+
+
+def test_capacity_serves_that_many_at_once_and_queues_the_rest(setup, monkeypatch):
+    sim, client = setup
+    gate = threading.Event()
+    monkeypatch.setattr("simulator.core.time.sleep", lambda seconds: gate.wait(10))
+    sim.faults.set("/smsapi/send", latency=1.0, capacity=2)
+    codes: list[int] = []
+    senders = [threading.Thread(target=lambda i=i: codes.append(
+        send(client, phone=f"1380013{i:04d}").json()["statusCode"])) for i in range(5)]
+    for sender in senders:
+        sender.start()
+
+    def settled(expected: tuple[int, int]) -> bool:
+        for _ in range(500):
+            if sim.faults.busy("/smsapi/send") == expected:
+                return True
+            threading.Event().wait(0.02)
+        return False
+
+    # Two are inside their latency, three wait for a slot; other endpoints are not limited.
+    assert settled((2, 3)), sim.faults.busy("/smsapi/send")
+    assert client.sms("sendVoice", phone=PHONE, code="1234")["statusCode"] == 200
+    gate.set()
+    for sender in senders:
+        sender.join(10)
+    assert codes == [200] * 5 and sim.faults.busy("/smsapi/send") == (0, 0)
+    assert sim.faults.busy("/smsapi/sendVoice") == (0, 0)
+
+
+def test_capacity_must_be_a_whole_number(setup):
+    sim, client = setup
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="capacity must be a whole number >= 0"):
+            sim.faults.set("/smsapi/send", capacity=bad)
+    response = client.http.post("/_sim/faults", json={"endpoint": "/smsapi/send",
+                                                      "capacity": 1.5})
+    assert response.status_code == 400 and "capacity" in response.json()["error"]
+    assert client.http.post("/_sim/faults", json={"capacity": 3}).status_code == 200
+    assert sim.faults.configs()["*"].capacity == 3
