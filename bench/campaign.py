@@ -42,6 +42,7 @@ from bench.common import (
     Target,
     WorkerGroup,
     common_arguments,
+    drain_seconds,
     log_dir,
     report,
     throwaway_redis,
@@ -143,7 +144,7 @@ def run_child(mode: str, redis_url: str, path: Path) -> dict[str, Any]:
 
 def drain(redis_url: str, latency: float, processes: int, threads: int, deadline: float,
           logs: Path) -> dict[str, Any]:
-    from producers.campaign import campaign_key, chunk_key
+    from producers.campaign import campaign_key
     from producers.contract import SMS_QUEUE
 
     client = redis.Redis.from_url(redis_url)
@@ -161,11 +162,7 @@ def drain(redis_url: str, latency: float, processes: int, threads: int, deadline
                 raise RuntimeError(f"not drained in {deadline} s: {client.hgetall(meta)}\n"
                                    f"{group.log_tail()}")
         delivered, most = sim.spread()
-    with client.pipeline(transaction=False) as pipe:
-        for i in range(chunks):
-            pipe.hget(f"sendcloud:idem:{chunk_key(CAMPAIGN_ID, i)}", "first_attempt_at")
-        first = min(float(t) for t in pipe.execute() if t is not None)
-    seconds = float(client.hget(meta, "finished_at") or 0) - first
+    seconds = drain_seconds(client, CAMPAIGN_ID)
     ideal = chunks * latency / (processes * threads)
     return {
         "drain_seconds": round(seconds, 2), "drain_ideal_seconds": round(ideal, 3),

@@ -428,6 +428,19 @@ def worker_groups(*groups: WorkerGroup) -> Iterator[tuple[WorkerGroup, ...]]:
             group.stop(timeout=15)
 
 
+def drain_seconds(client: redis.Redis, campaign_id: str) -> float:
+    """First chunk claimed to the campaign's ``finished_at``, both Redis-clock stamps."""
+    from producers.campaign import campaign_key, chunk_key
+
+    meta = campaign_key(campaign_id)
+    chunks = int(client.hget(meta, "chunks") or 0)
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(chunks):
+            pipe.hget(f"sendcloud:idem:{chunk_key(campaign_id, i)}", "first_attempt_at")
+        first = min(float(t) for t in pipe.execute() if t is not None)
+    return float(client.hget(meta, "finished_at") or 0) - first
+
+
 # -- output --------------------------------------------------------------------------------------
 
 

@@ -47,6 +47,9 @@ BENCHES = (
     Bench("simulator", ("--n", "2000000"), ("--n", "40000")),
     Bench("enqueue", ("--n", "20000"), ("--n", "2000", "--rounds", "1")),
     Bench("hooks", (), ("--n", "8000", "--duration", "1", "--rounds", "1", "--rate-duration", "2")),
+    Bench("scale_out", ("--n", "200000"),
+          ("--n", "4000", "--groups", "1,2", "--threads", "1", "--capacity", "2",
+           "--latency", "0.05")),
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import isolation, memory, overhead, simulator
+from bench import isolation, memory, overhead, scale_out, simulator
 from bench.run import rows_of
 
 pytestmark = pytest.mark.skipif(
@@ -85,3 +85,13 @@ def test_the_hooks_bench_writes_its_figures(tmp_path: Path, wrk_installed: None)
     # Every hook ours answered was stored: the bench checks it, and says so in its details.
     for run in document["details"]["rounds"]:
         assert run["ours"]["stored"] >= run["ours"]["requests"] > 0
+
+
+def test_the_scale_out_bench_sends_every_number_of_every_round_once(tmp_path: Path) -> None:
+    argv = ["--n", "4000", "--groups", "1,2", "--threads", "1", "--capacity", "2",
+            "--latency", "0.02", "--results-dir", str(tmp_path)]
+    assert scale_out.main(argv) == 0
+    figures = json.loads((tmp_path / "scale_out.json").read_text())["figures"]
+    assert figures["delivered_numbers"] == 8000 and figures["max_deliveries_per_number"] == 1
+    for figure in ("numbers_per_s_1", "numbers_per_s_2", "speedup_2", "efficiency_2"):
+        assert isinstance(figures[figure], float), figure
