@@ -83,11 +83,14 @@ def child(mode: str, redis_url: str, path: str) -> None:
     from producers.contract import SEND_SMS_ACTOR, SMS_QUEUE
 
     broker = RedisBroker(url=redis_url)
+    # The campaign on RabbitMQ (bench.campaign --broker rabbitmq): its queues in the vhost.
+    amqp = os.environ.get("SENDCLOUD_BROKER_URL", "")
     started = time.perf_counter()
     summary: dict[str, Any]
     with open(path) as lines:
         if mode == "campaign":
-            producer = Producer(broker=broker)
+            producer = (Producer(redis_url=redis_url, broker_url=amqp) if amqp
+                        else Producer(broker=broker))
             result = start_campaign(CAMPAIGN_ID, TEMPLATE_ID, lines, producer=producer)
             summary = {"valid": result.valid, "invalid": result.invalid,
                        "duplicates": result.duplicates, "chunks": result.chunks}
@@ -133,17 +136,19 @@ def _enqueue_raw(broker: Any, dramatiq: Any, queue: str, actor: str, phones: lis
                                     kwargs={}, options={}))
 
 
-def run_child(mode: str, redis_url: str, path: Path) -> dict[str, Any]:
+def run_child(mode: str, redis_url: str, path: Path, amqp: str = "") -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "SENDCLOUD_BROKER_URL"}
+    env.update({"PYTHONPATH": str(REPO), **({"SENDCLOUD_BROKER_URL": amqp} if amqp else {})})
     out = subprocess.run([sys.executable, "-m", "bench.campaign", "--child", mode, redis_url,
-                          str(path)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                         check=True, capture_output=True, text=True)
+                          str(path)], cwd=REPO, env=env, check=True, capture_output=True,
+                         text=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 # -- drain ----------------------------------------------------------------------------------------
 
 def drain(redis_url: str, latency: float, processes: int, threads: int, deadline: float,
-          logs: Path) -> dict[str, Any]:
+          logs: Path, amqp: str = "") -> dict[str, Any]:
     from producers.campaign import campaign_key
     from producers.contract import SMS_QUEUE
 
@@ -154,7 +159,8 @@ def drain(redis_url: str, latency: float, processes: int, threads: int, deadline
         group = WorkerGroup(
             "worker",
             worker_command("worker", processes=processes, threads=threads, queues=[SMS_QUEUE]),
-            worker_env(redis_url, sim.url, LOG_LEVEL="WARNING"),
+            worker_env(redis_url, sim.url, LOG_LEVEL="WARNING",
+                       **({"SENDCLOUD_BROKER_URL": amqp} if amqp else {})),
             logs / "worker.log",
         )
         with worker_groups(group):
@@ -188,11 +194,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true",
                         help="after the drain, time the CSV report of every number (a child)")
     parser.add_argument("--drain-deadline", type=float, default=900.0)
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="rabbitmq: the campaign with its queues in RabbitMQ against the "
+                        "same on Redis, same run")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(*args.child)
         return 0
+    if args.broker == "rabbitmq":
+        return rabbitmq_main(args)
     logs = log_dir(args.log_dir)
     with throwaway_redis() as redis_url, tempfile.TemporaryDirectory() as tmp:
         base = redis_url.rsplit("/", 1)[0]
@@ -244,6 +255,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             "threads": args.threads, "logs": str(logs)},
            figures, targets, {"campaign_child": campaign, "baseline_child": baseline,
             "validate_child": validate},
+           results_dir=args.results_dir)
+    return 0
+
+
+def rabbitmq_main(args: argparse.Namespace) -> int:
+    """The same campaign enqueued and drained twice in one run, with the queues in Redis, then
+    in RabbitMQ (a vhost of the run's own); ratios are RabbitMQ's against Redis's."""
+    from bench.scale_out import broker_url
+
+    logs = log_dir(args.log_dir)
+    sides: dict[str, dict[str, Any]] = {}
+    with throwaway_redis() as redis_url, broker_url("rabbitmq") as amqp, \
+            tempfile.TemporaryDirectory() as tmp:
+        base = redis_url.rsplit("/", 1)[0]
+        path = Path(tmp) / "numbers.txt"
+        write_numbers(path, args.n)
+        for side, db, url in (("redis", 0, ""), ("rabbitmq", 1, amqp)):
+            enqueued = run_child("campaign", f"{base}/{db}", path, url)
+            drained = drain(f"{base}/{db}", args.latency, args.processes, args.threads,
+                            args.drain_deadline, logs / side, url)
+            sides[side] = {"enqueue_seconds": round(enqueued["seconds"], 2), **drained}
+    redis_side, rabbit_side = sides["redis"], sides["rabbitmq"]
+    figures: dict[str, Any] = {
+        "redis_enqueue_seconds": redis_side["enqueue_seconds"],
+        "rabbitmq_enqueue_seconds": rabbit_side["enqueue_seconds"],
+        # Time ratios: above 1, RabbitMQ takes longer.
+        "enqueue_time_ratio": round(rabbit_side["enqueue_seconds"]
+                                    / redis_side["enqueue_seconds"], 2),
+        "redis_drain_seconds": redis_side["drain_seconds"],
+        "rabbitmq_drain_seconds": rabbit_side["drain_seconds"],
+        "drain_time_ratio": round(rabbit_side["drain_seconds"] / redis_side["drain_seconds"], 2),
+        "redis_drain_ratio_to_ideal": redis_side["drain_ratio_to_ideal"],
+        "rabbitmq_drain_ratio_to_ideal": rabbit_side["drain_ratio_to_ideal"],
+        "max_deliveries_per_number": max(s["max_deliveries_per_number"] for s in sides.values()),
+        "delivered_numbers_each": min(s["delivered_numbers"] for s in sides.values()),
+    }
+    report("campaign-rabbitmq",
+           {"n": args.n, "latency": args.latency, "processes": args.processes,
+            "threads": args.threads, "broker": "rabbitmq", "logs": str(logs)},
+           figures, [Target("max_deliveries_per_number", "<=", 1)], {"sides": sides},
            results_dir=args.results_dir)
     return 0
 
