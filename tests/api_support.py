@@ -12,12 +12,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
-from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from producers import Producer, VerifySettings
-from worker.web.api.app import api_app
+from worker.web.api.app import ApiMount, api_app
 from worker.web.api.keys import KeyStore, Scope
+from worker.web.api.routing import ApiRoute
 
 VERIFY_SECRET = "test-verify-secret-0123456789"
 # No verification guardrail in the way unless a test sets one.
@@ -34,6 +34,12 @@ class Api:
     producer: Producer
     store: KeyStore
     redis: redis.Redis
+
+    @property
+    def routes(self) -> list[ApiRoute]:
+        """The live route table of the mounted API."""
+        [mount] = self.http.app.routes  # type: ignore[attr-defined]
+        return list(mount.routes)
 
     def key(self, scope: Scope, name: str = "test") -> str:
         _, token = self.http.portal.call(self.store.create, name, scope)  # type: ignore[union-attr]
@@ -59,7 +65,7 @@ def api_fixture(redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[
         producer.verifier(verify)
         client = aioredis.Redis.from_url(redis_url)
         # Mounted at /v1 as `sendcloud-jobs web` mounts it, so paths read as a caller's do.
-        app = Starlette(routes=[Mount("/v1", app=api_app(producer, client))])
+        app = Starlette(routes=[ApiMount("/v1", api_app(producer, client))])
         http = TestClient(app, base_url="http://testserver/v1")
         http.__enter__()
         made.append((http, producer))

@@ -34,11 +34,10 @@ def register(subparsers: Any) -> None:
 
 def run_web(args: argparse.Namespace) -> int:
     import structlog
-    from starlette.routing import Mount
 
     from worker.logs import configure_logging
     from worker.settings import Settings
-    from worker.web.api.app import api_app, producer_for
+    from worker.web.api.app import ApiMount, api_app, producer_for
     from worker.web.app import create_app, redis_client
     from worker.web.server import PortTaken, bind, serve
 
@@ -61,7 +60,7 @@ def run_web(args: argparse.Namespace) -> int:
     client = redis_client(settings)
     producer = producer_for(settings)
     try:
-        api = Mount("/v1", app=api_app(producer, client), name="api")
+        api = ApiMount("/v1", api_app(producer, client))
         serve(create_app(settings, redis=client, mounts=[api]), sock)
     finally:
         producer.close()

@@ -8,11 +8,14 @@ scope ``admin``; a new key is in the creation's answer and nowhere else.
 
 from __future__ import annotations
 
+import re
+
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 
 from producers import Producer
 from worker.settings import Settings
@@ -74,3 +77,13 @@ def api_app(producer: Producer, redis: aioredis.Redis) -> Starlette:
 
     routes.append(ApiRoute("/openapi.json", openapi, methods=["GET"], scope=None, keys=keys))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+class ApiMount(Mount):
+    """``Mount("/v1", api)`` whose pattern also takes a path holding a newline (``%0A``):
+    Starlette's ``.*`` stops at one, and such a path would get the outer app's plain-text 404
+    instead of the API's JSON error."""
+
+    def __init__(self, path: str, app: Starlette) -> None:
+        super().__init__(path, app=app, name="api")
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
