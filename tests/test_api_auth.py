@@ -6,8 +6,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from producers import Producer
 from tests.api_support import Api, api_fixture  # noqa: F401  (fixture `api`)
+from tests.redis_server import free_port
+from worker.web.api.app import ApiMount, api_app
 from worker.web.api.keys import KEYS_SET, SCOPES, record_key
+from worker.web.api.routing import MAX_JSON_BYTES
 
 # Every route and the scope it needs (None: any valid key). A route added without an entry
 # here fails test_every_route_is_listed, so its scope is a decision, not an accident.
@@ -116,3 +124,24 @@ def test_unknown_paths_and_methods_answer_in_the_error_shape(api: Callable[..., 
     assert missing.status_code == 404 and missing.json()["error"]["rule"] == "no such API path"
     wrong = a.http.put("/sms", headers=auth)
     assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_redis_out_of_reach_is_a_503_in_the_error_shape() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    producer = Producer(redis_url=url)
+    app = Starlette(routes=[ApiMount("/v1", api_app(producer, aioredis.Redis.from_url(url)))])
+    token = "scj_0123456789ab_" + "A" * 43
+    with TestClient(app) as http:
+        answer = http.get("/v1/jobs/x", headers={"Authorization": f"Bearer {token}"})
+    producer.close()
+    assert answer.status_code == 503
+    assert answer.json()["error"]["rule"] == "Redis is unreachable; try again"
+    assert token not in answer.text
+
+
+def test_a_body_over_the_limit_is_a_413(api: Callable[..., Api]) -> None:
+    a = api()
+    big = b'{"phones": [' + b'"13800138000",' * (MAX_JSON_BYTES // 14) + b'"x"]}'
+    answer = a.http.post("/sms", headers={**a.auth("send"), "content-type": "application/json"},
+                         content=big)
+    assert answer.status_code == 413 and answer.json()["error"]["field"] == "body"

@@ -124,9 +124,14 @@ async def authenticate(request: Request, keys: KeyStore, scope: Scope | None) ->
 async def json_object(request: Request, allowed: Collection[str],
                       required: Collection[str] = ()) -> dict[str, Any]:
     """The request's JSON object, holding only ``allowed`` fields and every ``required`` one."""
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BYTES:
-        raise ApiError(413, "body", f"must be at most {MAX_JSON_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # counted as it arrives: a huge body is not read
+        size += len(chunk)
+        if size > MAX_JSON_BYTES:
+            raise ApiError(413, "body", f"must be at most {MAX_JSON_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw) if raw.strip() else None
     except (ValueError, UnicodeDecodeError):
