@@ -79,6 +79,8 @@ def test_idempotency_key_same_body_same_job_other_body_409(api: Callable[..., Ap
     assert other.status_code == 409
     assert other.json()["error"]["field"] == "idempotency_key"
     assert "654321" not in other.text and "123456" not in other.text
+    job = a.http.get("/jobs/order-42-code", headers=a.auth("read"))
+    assert job.json()["kind"] == "code" and "123456" not in job.text  # the code is never shown
     bad = a.http.post("/codes", headers={**auth, "Idempotency-Key": "has space"}, json=body)
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "idempotency_key"

@@ -110,6 +110,12 @@ def openapi_document() -> dict[str, Any]:
                          "msg_type": {"type": "string"}, "column": {"type": "string"},
                          "skip_header": {"type": "string", "enum": ["true", "false"]},
                      }}
+    start_campaign = _operation(
+        "start a campaign from an uploaded file of numbers", "send", "201", _ANY_OBJECT,
+        body={"required": True, "content": {"multipart/form-data": {"schema": campaign_form}}})
+    start_campaign["responses"]["200"] = {
+        "description": "the same id and file again: the start resumed",
+        "content": {"application/json": {"schema": _ANY_OBJECT}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "sendcloud-jobs", "version": VERSION,
@@ -157,10 +163,7 @@ def openapi_document() -> dict[str, Any]:
                 "a job's state, attempts and final result", "read", "200", _ANY_OBJECT,
                 parameters=[{"name": "key", "in": "path", "required": True,
                              "schema": {"type": "string"}}])},
-            "/campaigns": {"post": _operation(
-                "start (or resume) a campaign from an uploaded file of numbers", "send", "201",
-                _ANY_OBJECT, body={"required": True, "content": {
-                    "multipart/form-data": {"schema": campaign_form}}})},
+            "/campaigns": {"post": start_campaign},
             "/campaigns/{campaign_id}": {"get": _operation(
                 "a campaign's totals and progress", "read", "200", _ANY_OBJECT,
                 parameters=[_CAMPAIGN_ID])},
