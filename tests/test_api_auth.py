@@ -145,3 +145,12 @@ def test_a_body_over_the_limit_is_a_413(api: Callable[..., Api]) -> None:
     answer = a.http.post("/sms", headers={**a.auth("send"), "content-type": "application/json"},
                          content=big)
     assert answer.status_code == 413 and answer.json()["error"]["field"] == "body"
+
+
+def test_a_path_holding_a_newline_still_gets_the_api_s_json_answer(
+    api: Callable[..., Api],
+) -> None:
+    a = api()
+    answer = a.http.get("/campaigns/a%0Ab/report", headers=a.auth("read"))
+    assert answer.status_code == 422
+    assert answer.json()["error"]["field"] == "campaign_id"
