@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from producers import Producer, VerifySettings
-from worker.web.api.app import ApiMount, api_app
+from worker.settings import Settings
+from worker.web.api.app import ApiMount, api_app, producer_for
 from worker.web.api.keys import KeyStore, Scope
 from worker.web.api.routing import ApiRoute
 
@@ -57,21 +59,17 @@ class Api:
 
 @pytest.fixture(name="api")
 def api_fixture(redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[..., Api]]:
-    """``api(verify=OPEN_VERIFY)``: the API app enqueueing on this test's Redis."""
-    made: list[tuple[TestClient, Producer]] = []
+    """``api(verify=OPEN_VERIFY)``: the API app with the producer ``sendcloud-jobs web`` makes
+    (worker.web.api.app.producer_for), enqueueing on this test's Redis."""
+    with ExitStack() as stack:
 
-    def make(verify: VerifySettings = OPEN_VERIFY) -> Api:
-        producer = Producer(redis_url=redis_url)
-        producer.verifier(verify)
-        client = aioredis.Redis.from_url(redis_url)
-        # Mounted at /v1 as `sendcloud-jobs web` mounts it, so paths read as a caller's do.
-        app = Starlette(routes=[ApiMount("/v1", api_app(producer, client))])
-        http = TestClient(app, base_url="http://testserver/v1")
-        http.__enter__()
-        made.append((http, producer))
-        return Api(http, producer, KeyStore(client), redis_client)
+        def make(verify: VerifySettings = OPEN_VERIFY) -> Api:
+            producer = stack.enter_context(producer_for(Settings(redis_url=redis_url)))
+            producer.verifier(verify)
+            client = aioredis.Redis.from_url(redis_url)
+            # Mounted at /v1 as `sendcloud-jobs web` mounts it, so paths read as a caller's do.
+            app = Starlette(routes=[ApiMount("/v1", api_app(producer, client))])
+            http = stack.enter_context(TestClient(app, base_url="http://testserver/v1"))
+            return Api(http, producer, KeyStore(client), redis_client)
 
-    yield make
-    for http, producer in made:
-        http.__exit__(None, None, None)
-        producer.close()
+        yield make

@@ -58,10 +58,7 @@ def run_web(args: argparse.Namespace) -> int:
     # One asyncio client for the hooks and the API's key checks; the producer's own (blocking)
     # clients serve the API's calls in threads.
     client = redis_client(settings)
-    producer = producer_for(settings)
-    try:
+    with producer_for(settings) as producer:
         api = ApiMount("/v1", api_app(producer, client))
         serve(create_app(settings, redis=client, mounts=[api]), sock)
-    finally:
-        producer.close()
     return 0

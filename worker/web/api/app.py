@@ -9,8 +9,11 @@ scope ``admin``; a new key is in the creation's answer and nowhere else.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis.asyncio as aioredis
+from dramatiq.brokers.redis import RedisBroker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
 from producers import Producer
+from producers.brokers import BROKER_NAMESPACE, build_broker
+from worker.connections import redis_client
 from worker.settings import Settings
 from worker.web.api.campaigns import campaign_routes
 from worker.web.api.keys import KeyStore
@@ -31,11 +36,25 @@ from worker.web.api.routing import (
 )
 from worker.web.api.sends import send_routes
 
+#: A producer call's Redis commands give up after this (one retry on a fresh connection), so a
+#: Redis that stops answering costs a request a 503, not a thread held for good.
+PRODUCER_REDIS_TIMEOUT = 5.0
 
-def producer_for(settings: Settings) -> Producer:
-    """The producer the API enqueues with: the same broker, Redis and limits as the CLI's."""
-    return Producer(redis_url=settings.redis_url, broker_url=settings.broker_url,
-                    idempotency_ttl=settings.idempotency_ttl, code_expiry=settings.code_expiry)
+
+@contextmanager
+def producer_for(settings: Settings) -> Iterator[Producer]:
+    """The producer the API enqueues with: the deployment's broker (RabbitMQ with
+    ``SENDCLOUD_BROKER_URL``, else Redis), idempotency TTL and code expiry, as the CLI's; its
+    Redis client is made by worker.connections, with a timeout. Closed on leaving."""
+    client = redis_client(settings, timeout=PRODUCER_REDIS_TIMEOUT, retries=1)
+    broker = (build_broker(settings.redis_url, settings.broker_url) if settings.broker_url
+              else RedisBroker(client=client, namespace=BROKER_NAMESPACE))
+    try:
+        yield Producer(broker, redis=client, idempotency_ttl=settings.idempotency_ttl,
+                       code_expiry=settings.code_expiry)
+    finally:
+        broker.close()
+        client.close()
 
 
 def key_routes(keys: KeyStore) -> list[ApiRoute]:
