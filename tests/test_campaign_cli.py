@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from producers.campaign_input import NumberSource, read_numbers
 from tests.jobs_harness import TEMPLATE_ID, make_stack
 from worker.cli import main
-from worker.cli.campaign import NumberSource, read_numbers
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""``sendcloud-jobs web``: the webhook receiver (and /healthz) under uvicorn.
+"""``sendcloud-jobs web``: the webhook receiver, the HTTP API under /v1/ and /healthz, under
+uvicorn; ``web api-key create|list|revoke`` manage the API's keys (worker.cli.web_keys).
 
 Needs ``SENDCLOUD_SMS_HOOK_KEY`` or ``SENDCLOUD_MAIL_HOOK_KEY`` (a path without its key answers
 404) and ``REDIS_URL``. It starts without Redis: hooks then answer 503, SendCloud retries, and
@@ -17,13 +18,18 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "web", help="receive SendCloud's SMSHook and mail WebHook posts into the inbox streams",
         description="Serve POST /hooks/sms and /hooks/mail (SendCloud's signed hooks, appended "
-        "to sendcloud:inbox:sms and sendcloud:inbox:mail) and GET /healthz. Uses REDIS_URL, "
-        "SENDCLOUD_SMS_HOOK_KEY and SENDCLOUD_MAIL_HOOK_KEY.",
+        "to sendcloud:inbox:sms and sendcloud:inbox:mail), the HTTP API under /v1/ (keys from "
+        "'web api-key create') and GET /healthz. Uses REDIS_URL, SENDCLOUD_SMS_HOOK_KEY and "
+        "SENDCLOUD_MAIL_HOOK_KEY.",
     )
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.set_defaults(func=run_web)
+    commands = parser.add_subparsers(dest="web_command", metavar="COMMAND")
+    from worker.cli import web_keys
+
+    web_keys.register(commands)
 
 
 def run_web(args: argparse.Namespace) -> int:
@@ -31,7 +37,8 @@ def run_web(args: argparse.Namespace) -> int:
 
     from worker.logs import configure_logging
     from worker.settings import Settings
-    from worker.web.app import create_app
+    from worker.web.api.app import ApiMount, api_app, producer_for
+    from worker.web.app import create_app, redis_client
     from worker.web.server import PortTaken, bind, serve
 
     settings = Settings.from_env().require_hook_key()
@@ -48,5 +55,10 @@ def run_web(args: argparse.Namespace) -> int:
         hooks=[name for name, key in (("/hooks/sms", settings.sms_hook_key),
                                       ("/hooks/mail", settings.mail_hook_key)) if key],
     )  # fmt: skip
-    serve(create_app(settings), sock)
+    # One asyncio client for the hooks and the API's key checks; the producer's own (blocking)
+    # clients serve the API's calls in threads.
+    client = redis_client(settings)
+    with producer_for(settings) as producer:
+        api = ApiMount("/v1", api_app(producer, client))
+        serve(create_app(settings, redis=client, mounts=[api]), sock)
     return 0
