@@ -27,6 +27,7 @@ from producers.campaign import (
     NoValidNumber,
     preview_campaign,
 )
+from producers.campaign_index import list_campaigns
 from producers.campaign_report import (
     CampaignDiscard,
     CampaignNotDiscardable,
@@ -103,6 +104,7 @@ __all__ = [
     "delete_members",
     "discard_campaign",
     "get_result",
+    "list_campaigns",
     "preview_campaign",
     "purge_campaign",
     "send_code",

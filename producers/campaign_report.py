@@ -24,7 +24,7 @@ from producers.campaign import (
     validate_campaign_id,
 )
 from producers.chunk_results import Recipient, recipients
-from producers.contract import RECONCILE_KEY
+from producers.contract import CAMPAIGNS_KEY, RECONCILE_KEY
 from producers.delivery import codes_key, delivery_key
 from producers.delivery import decode as decode_delivery
 from producers.idempotency import FIELD_RESULT, record_key
@@ -153,7 +153,7 @@ class CampaignDiscard:
     stopped: int  # of them, jobs ended unsent by the discard (the others had ended cancelled)
 
 
-# KEYS: meta, lock, discarded (the id's discard count), reconcile index.
+# KEYS: meta, lock, discarded (the id's discard count), reconcile index, campaign index.
 # ARGV: lock token, generation, record key prefix of the chunks, job key prefix of the chunks,
 # the ending's message, fallback retention, campaign id.
 # Replies {'discarded', chunks, stopped}, {'refused', index, reason}, {'missing'} or {'busy'}.
@@ -222,6 +222,7 @@ end
 if redis.call('TTL', KEYS[3]) < retention then redis.call('EXPIRE', KEYS[3], retention) end
 redis.call('DEL', meta, meta .. ':phones', meta .. ':enqueued', meta .. ':done',
     meta .. ':results', meta .. ':invalid', KEYS[2])
+redis.call('ZREM', KEYS[5], ARGV[7])
 return {'discarded', #indexes, #unclaimed}
 """
 
@@ -260,7 +261,7 @@ def discard_campaign(campaign_id: str, *, producer: Producer | None = None) -> C
         generation = int(producer.redis.hget(meta, "generation") or 0)
         prefix = chunk_prefix(cid, generation)
         reply = producer.redis.eval(
-            _DISCARD_LUA, 4, meta, lock.lock, f"{meta}:discarded", RECONCILE_KEY,
+            _DISCARD_LUA, 5, meta, lock.lock, f"{meta}:discarded", RECONCILE_KEY, CAMPAIGNS_KEY,
             lock.token, generation, record_key(prefix), prefix, DISCARDED_MESSAGE,
             DEFAULT_RETENTION, cid,
         )
@@ -373,8 +374,8 @@ class CampaignNotFinished(ValueError):
         super().__init__(f"campaign_id {campaign_id!r} {self.rule}")
 
 
-# KEYS: meta. ARGV: record key prefix of the chunks, their delivery-state key prefix. Reply:
-# chunks purged, -1 none, -2 running.
+# KEYS: meta, the campaign index. ARGV: record key prefix of the chunks, their delivery-state
+# key prefix, the campaign id. Reply: chunks purged, -1 none, -2 running.
 _PURGE_LUA = """
 local meta = KEYS[1]
 local f = redis.call('HMGET', meta, 'chunks', 'finished_at')
@@ -384,6 +385,7 @@ local chunks = tonumber(f[1] or '0')
 for idx = 0, chunks - 1 do redis.call('UNLINK', ARGV[1] .. idx, ARGV[2] .. idx) end
 redis.call('UNLINK', meta, meta .. ':phones', meta .. ':enqueued', meta .. ':done',
     meta .. ':results', meta .. ':invalid', meta .. ':delivery_codes')
+redis.call('ZREM', KEYS[2], ARGV[3])
 return chunks
 """
 
@@ -397,8 +399,8 @@ def purge_campaign(campaign_id: str, *, producer: Producer | None = None) -> int
     meta = campaign_key(cid)
     generation = int(producer.redis.hget(meta, "generation") or 0)
     first = chunk_key(cid, 0, generation)
-    purged = int(producer.redis.eval(_PURGE_LUA, 1, meta, record_key(first)[:-1],
-                                     delivery_key(first)[:-1]))
+    purged = int(producer.redis.eval(_PURGE_LUA, 2, meta, CAMPAIGNS_KEY, record_key(first)[:-1],
+                                     delivery_key(first)[:-1], cid))
     if purged == -1:
         raise CampaignNotFound(cid)
     if purged == -2:
