@@ -323,23 +323,36 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
     pending) in input order, then one per refused entry (``invalid``, with its position in the
     input). Returns the number of rows written.
     """
+    writer = csv.writer(out, lineterminator="\n")
+    rows = campaign_report_rows(campaign_id, producer=producer)
+    writer.writerow(next(rows))
+    written = 0
+    for row in rows:
+        writer.writerow(row)
+        written += 1
+    return written
+
+
+def campaign_report_rows(campaign_id: str, *, producer: Producer | None = None
+                         ) -> Iterator[tuple[str, ...]]:
+    """The report's header, then its rows (see :func:`campaign_report`), read a few chunks at a
+    time: what a server streams. Raises :class:`CampaignNotFound` before the header."""
     producer = producer or default_producer()
     status = campaign_status(campaign_id, producer=producer)
-    meta = campaign_key(campaign_id)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REPORT_HEADER)
-    rows = 0
+    return _report_rows(campaign_id, status, producer)
+
+
+def _report_rows(campaign_id: str, status: CampaignStatus, producer: Producer
+                 ) -> Iterator[tuple[str, ...]]:
+    yield REPORT_HEADER
     for r in campaign_recipients(campaign_id, producer=producer):
-        writer.writerow((r.phone, r.outcome, _cell(r.sms_id), _cell(r.status_code), r.message,
-                         r.delivery, _cell(r.delivery_code)))
-        rows += 1
-    invalid_key = f"{meta}:invalid"
+        yield (r.phone, r.outcome, _cell(r.sms_id), _cell(r.status_code), r.message,
+               r.delivery, _cell(r.delivery_code))
+    invalid_key = f"{campaign_key(campaign_id)}:invalid"
     for start in range(0, status.invalid, 10_000):
         for entry in producer.redis.lrange(invalid_key, start, start + 9_999):
             position, rule, raw = _text(entry).split("\t", 2)
-            writer.writerow((raw, "invalid", "", "", f"input entry {position}: {rule}", "", ""))
-            rows += 1
-    return rows
+            yield (raw, "invalid", "", "", f"input entry {position}: {rule}", "", "")
 
 
 def _chunk_recipients(phones: list[str], summary_text: bytes | None, record_text: bytes | None

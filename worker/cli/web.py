@@ -24,6 +24,14 @@ def register(subparsers: Any) -> None:
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.set_defaults(func=run_web)
+    # The operator's dashboard: `web --dashboard` serves it, `web user ...` manages its users.
+    parser.add_argument("--dashboard", action="store_true",
+                        help="also serve the operator's dashboard at /dashboard (needs "
+                        "SENDCLOUD_WEB_SECRET and a user: `web user add`)")
+    from worker.cli import web_users
+
+    commands = parser.add_subparsers(dest="web_command", metavar="COMMAND")
+    web_users.register(commands)
 
 
 def run_web(args: argparse.Namespace) -> int:
@@ -35,6 +43,13 @@ def run_web(args: argparse.Namespace) -> int:
     from worker.web.server import PortTaken, bind, serve
 
     settings = Settings.from_env().require_hook_key()
+    mounts = []
+    if args.dashboard:
+        from starlette.routing import Mount
+
+        from worker.web.dashboard.app import dashboard_app
+
+        mounts.append(Mount("/dashboard", app=dashboard_app(settings), name="dashboard"))
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: must be 0 to 65535, got {args.port}")
     try:
@@ -47,6 +62,7 @@ def run_web(args: argparse.Namespace) -> int:
         "web_started", host=host, port=port,
         hooks=[name for name, key in (("/hooks/sms", settings.sms_hook_key),
                                       ("/hooks/mail", settings.mail_hook_key)) if key],
+        dashboard="/dashboard" if args.dashboard else None,
     )  # fmt: skip
-    serve(create_app(settings), sock)
+    serve(create_app(settings, mounts=mounts), sock)
     return 0
