@@ -29,17 +29,20 @@ def progress(status: CampaignStatus) -> dict[str, Any]:
         "delivery_pending": status.delivery_pending,
         "done": done,
         "percent": round(100 * done / status.valid, 1) if status.valid else 0.0,
-        # The funnel: every valid number is in exactly one of these.
-        "funnel": {
-            "delivered": status.delivered,
-            "undelivered": status.undelivered,
-            "rejected": status.rejected,
-            "accepted, no receipt yet": status.delivery_pending,
-            "failed": status.failed,
-            "cancelled": status.cancelled,
-            "needs review": status.review,
-            "pending": status.pending,
-        },
+        # The funnel, in this order (a list: JSON objects may be reordered on the way):
+        # every valid number is in exactly one of these.
+        "funnel": [
+            {"label": label, "value": value} for label, value in (
+                ("delivered", status.delivered),
+                ("undelivered", status.undelivered),
+                ("rejected", status.rejected),
+                ("accepted, no receipt yet", status.delivery_pending),
+                ("failed", status.failed),
+                ("cancelled", status.cancelled),
+                ("needs review", status.review),
+                ("pending", status.pending),
+            )
+        ],
     }
 
 

@@ -17,8 +17,8 @@
   }
 
   function funnelChart(funnel) {
-    var labels = Object.keys(funnel);
-    var values = labels.map(function (k) { return funnel[k]; });
+    var labels = funnel.map(function (step) { return step.label; });
+    var values = funnel.map(function (step) { return step.value; });
     if (charts.funnel) {
       charts.funnel.data.datasets[0].data = values;
       charts.funnel.update("none");
