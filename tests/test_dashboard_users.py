@@ -85,3 +85,26 @@ def test_web_without_a_command_still_serves_and_a_short_secret_is_one_line(
     err = capsys.readouterr().err
     assert "SENDCLOUD_WEB_SECRET: must be at least 32 characters" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_readmes_user_commands_run_as_written(redis_url: str) -> None:
+    """The README's dashboard block, on this test's Redis instead of local.env's."""
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Operator's dashboard"):]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    lines = block.group(1).strip().splitlines()
+    assert lines[0] == "set -a; . ./local.env; set +a"
+    script = "\n".join(["set -e", lines[0], f"export REDIS_URL={redis_url}", *lines[1:]])
+    done = subprocess.run(["bash", "-c", script], cwd=root, capture_output=True, text=True,
+                          timeout=120, check=False,
+                          env={**os.environ, "PATH": f"{root / '.venv/bin'}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["user admin added (operator)", "admin\toperator",
+                                        "user admin removed"]
