@@ -27,6 +27,7 @@ from producers.campaign import (
     NoValidNumber,
     preview_campaign,
 )
+from producers.campaign_csv import campaign_recipients, campaign_report
 from producers.campaign_index import list_campaigns
 from producers.campaign_report import (
     CampaignDiscard,
@@ -34,8 +35,6 @@ from producers.campaign_report import (
     CampaignNotFinished,
     CampaignNotFound,
     CampaignStatus,
-    campaign_recipients,
-    campaign_report,
     campaign_status,
     cancel_campaign,
     discard_campaign,

@@ -29,6 +29,9 @@ after the campaign's last write):
                    (``result``), kept by the worker as long as the campaign
 ``<c>:invalid``    list: ``<position>\\t<rule>\\t<raw>`` per refused entry, in input order
 ``<c>:lock``       which producer process is enqueueing (or discarding) now
+``sendcloud:campaigns``  sorted set: every campaign id by when it opened (Redis time), the
+                   dashboard's list (:mod:`producers.campaign_index`); purge and discard remove
+                   the id
 ``<c>:discarded``  how many times the id was discarded: the generation of the next start
                    (outlives the discarded chunks' records; see
                    :func:`producers.campaign_report.discard_campaign`)

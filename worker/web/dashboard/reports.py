@@ -13,7 +13,8 @@ from typing import Any
 
 from producers import Producer
 from producers.campaign import campaign_key
-from producers.campaign_report import CampaignStatus, campaign_report_rows
+from producers.campaign_csv import campaign_report_rows
+from producers.campaign_report import CampaignStatus
 
 #: Rows written per piece of the streamed response.
 ROWS_PER_PIECE = 500
