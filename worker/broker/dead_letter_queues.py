@@ -7,6 +7,7 @@ it, so neither decides on its own whether the letters live in Redis (``dramatiq:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -30,11 +31,14 @@ class DeadLetterQueues:
         self.settings = settings
         self.client = client
         self._broker: Broker | None = None
+        self._lock = threading.Lock()  # the dashboard calls from several threads
 
     def broker(self) -> Broker:
-        if self._broker is None:
-            self._broker = make_broker(None, redis_client=self.client, settings=self.settings)
-        return self._broker
+        with self._lock:
+            if self._broker is None:
+                self._broker = make_broker(None, redis_client=self.client,
+                                           settings=self.settings)
+            return self._broker
 
     def list(self, *, queue: str | None = None, ids: Sequence[str] | None = None,
              limit: int | None = None) -> list[dlq.DeadLetter]:

@@ -7,6 +7,7 @@ the outside in: security headers, then the signed session cookie.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,20 +47,19 @@ class Dashboard:
     queues: DeadLetterQueues
     limiter: LoginLimiter
     _producer: Producer | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def producer(self) -> Producer:
-        """On the queues' broker and this client: made on first use (a RabbitMQ broker
-        connects), so a page that enqueues nothing never needs the broker."""
-        if self._producer is None:
-            self._producer = Producer(broker=self.queues.broker(), redis=self.client)
-        return self._producer
+        """On the queues' broker and this client: made on first use (views run in several
+        threads of the pool), so a page that reads nothing of the producers needs no broker."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = Producer(broker=self.queues.broker(), redis=self.client)
+            return self._producer
 
     def mask(self, value: Any) -> Any:
         return masker(self.settings.web_mask_phones)(value)
-
-    def close(self) -> None:
-        self.queues.close()
 
 
 def dashboard_app(settings: Settings, *, client: redis.Redis | None = None) -> Starlette:
