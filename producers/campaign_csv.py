@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 from producers.campaign import campaign_key, chunk_key
-from producers.campaign_report import CampaignStatus, campaign_status
+from producers.campaign_report import REPORT_HEADER, CampaignStatus, campaign_status
 from producers.chunk_results import Recipient, recipients
 from producers.delivery import decode as decode_delivery
 from producers.delivery import delivery_key
@@ -26,8 +26,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message", "delivery",
-                 "deliveryCode")
 _REPORT_BATCH = 50  # chunks per round trip
 
 
@@ -72,9 +70,9 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
     pending) in input order, then one per refused entry (``invalid``, with its position in the
     input). Returns the number of rows written.
     """
-    writer = csv.writer(out, lineterminator="\n")
     rows = campaign_report_rows(campaign_id, producer=producer)
-    writer.writerow(next(rows))
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REPORT_HEADER)
     written = 0
     for row in rows:
         writer.writerow(row)
@@ -84,8 +82,9 @@ def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None 
 
 def campaign_report_rows(campaign_id: str, *, producer: Producer | None = None
                          ) -> Iterator[tuple[str, ...]]:
-    """The report's header, then its rows (see :func:`campaign_report`), read a few chunks at a
-    time: what a server streams. Raises :class:`CampaignNotFound` before the header."""
+    """The report's rows after its header (:data:`REPORT_HEADER`), read a few chunks at a
+    time as they are yielded: what a server streams. Raises :class:`CampaignNotFound` at once
+    for an unknown campaign."""
     producer = producer or default_producer()
     status = campaign_status(campaign_id, producer=producer)
     return _report_rows(campaign_id, status, producer)
@@ -93,7 +92,6 @@ def campaign_report_rows(campaign_id: str, *, producer: Producer | None = None
 
 def _report_rows(campaign_id: str, status: CampaignStatus, producer: Producer
                  ) -> Iterator[tuple[str, ...]]:
-    yield REPORT_HEADER
     for r in campaign_recipients(campaign_id, producer=producer):
         yield (r.phone, r.outcome, _cell(r.sms_id), _cell(r.status_code), r.message,
                r.delivery, _cell(r.delivery_code))

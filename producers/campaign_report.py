@@ -63,6 +63,11 @@ class CampaignStatus:
         return max(0, self.accepted - self.delivered - self.undelivered - self.rejected)
 
 
+#: The columns of the per-recipient report (producers.campaign_csv).
+REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message", "delivery",
+                 "deliveryCode")
+
+
 class CampaignNotFound(ValueError):
     def __init__(self, campaign_id: str) -> None:
         self.campaign_id = campaign_id

@@ -14,7 +14,7 @@ from typing import Any
 from producers import Producer
 from producers.campaign import campaign_key
 from producers.campaign_csv import campaign_report_rows
-from producers.campaign_report import CampaignStatus
+from producers.campaign_report import REPORT_HEADER, CampaignStatus
 
 #: Rows written per piece of the streamed response.
 ROWS_PER_PIECE = 500
@@ -72,6 +72,7 @@ def report_csv(producer: Producer, campaign_id: str,
     def pieces() -> Iterator[str]:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(REPORT_HEADER)
         for n, row in enumerate(rows, start=1):
             writer.writerow(mask(list(row)))
             if n % ROWS_PER_PIECE == 0:
