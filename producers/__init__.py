@@ -27,14 +27,14 @@ from producers.campaign import (
     NoValidNumber,
     preview_campaign,
 )
+from producers.campaign_csv import campaign_recipients, campaign_report
+from producers.campaign_index import list_campaigns
 from producers.campaign_report import (
     CampaignDiscard,
     CampaignNotDiscardable,
     CampaignNotFinished,
     CampaignNotFound,
     CampaignStatus,
-    campaign_recipients,
-    campaign_report,
     campaign_status,
     cancel_campaign,
     discard_campaign,
@@ -103,6 +103,7 @@ __all__ = [
     "delete_members",
     "discard_campaign",
     "get_result",
+    "list_campaigns",
     "preview_campaign",
     "purge_campaign",
     "send_code",

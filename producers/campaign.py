@@ -29,6 +29,9 @@ after the campaign's last write):
                    (``result``), kept by the worker as long as the campaign
 ``<c>:invalid``    list: ``<position>\\t<rule>\\t<raw>`` per refused entry, in input order
 ``<c>:lock``       which producer process is enqueueing (or discarding) now
+``sendcloud:campaigns``  sorted set: every campaign id by when it opened (Redis time), the
+                   dashboard's list (:mod:`producers.campaign_index`); purge and discard remove
+                   the id
 ``<c>:discarded``  how many times the id was discarded: the generation of the next start
                    (outlives the discarded chunks' records; see
                    :func:`producers.campaign_report.discard_campaign`)
@@ -66,7 +69,14 @@ import redis
 from redis.exceptions import WatchError
 
 from producers import validation as v
-from producers.contract import KEY_PREFIX, SEND_SMS_ACTOR, SMS_QUEUE, SMS_RESULTS_STREAM, SmsJob
+from producers.contract import (
+    CAMPAIGNS_KEY,
+    KEY_PREFIX,
+    SEND_SMS_ACTOR,
+    SMS_QUEUE,
+    SMS_RESULTS_STREAM,
+    SmsJob,
+)
 from producers.errors import IdempotencyConflict, ProducerValidationError, SettingError
 from producers.idempotency import job_copy, payload_hash
 from producers.results import ISO_TIME_LUA
@@ -125,17 +135,20 @@ local function sendcloud_now()
 end
 """
 
-# KEYS: meta, discarded. ARGV: fingerprint, campaign_id, template_id, retention.
+# KEYS: meta, discarded, the campaign index. ARGV: fingerprint, campaign_id, template_id,
+# retention.
 # Replies {created (1/0), stored fingerprint, generation}. A new campaign takes its generation
 # from the id's discard count, so its chunk keys are new ones (see chunk_key).
 _OPEN_LUA = _REDIS_NOW_LUA + """
 local stored = redis.call('HMGET', KEYS[1], 'fingerprint', 'generation')
 if stored[1] then return {0, stored[1], stored[2] or '0'} end
 local generation = redis.call('GET', KEYS[2]) or '0'
+local now = sendcloud_now()
 redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'campaign_id', ARGV[2],
-    'template_id', ARGV[3], 'state', 'enqueuing', 'created_at', sendcloud_now(),
+    'template_id', ARGV[3], 'state', 'enqueuing', 'created_at', now,
     'retention', ARGV[4], 'generation', generation)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[3], now, ARGV[2])
 return {1, ARGV[1], generation}
 """
 
@@ -367,8 +380,8 @@ class _Run(CampaignLock):
         """Record the settings on first start (one script: never half-written); True if the
         campaign already existed."""
         created, stored, generation = self.redis.eval(
-            _OPEN_LUA, 2, self.meta, f"{self.meta}:discarded", fingerprint, self.cid,
-            template_id, self.retention,
+            _OPEN_LUA, 3, self.meta, f"{self.meta}:discarded", CAMPAIGNS_KEY, fingerprint,
+            self.cid, template_id, self.retention,
         )
         if _text(stored) != fingerprint:
             raise CampaignConflict(self.cid, "the template, vars, msg_type or tag differ")

@@ -1,5 +1,5 @@
-"""Reading a campaign back: progress counters, cancellation, discarding, and the per-recipient
-CSV report.
+"""Reading a campaign back: progress counters, cancellation, discarding and purging (the
+per-recipient report is in :mod:`producers.campaign_csv`).
 
 The keys are laid out in :mod:`producers.campaign`. The counters are written by the workers'
 finish script in the same step that finalises a chunk (see :mod:`worker.jobs.campaign`), so what
@@ -8,11 +8,7 @@ finish script in the same step that finalises a chunk (see :mod:`worker.jobs.cam
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
 
 from producers.campaign import (
     DEFAULT_RETENTION,
@@ -23,11 +19,9 @@ from producers.campaign import (
     chunk_prefix,
     validate_campaign_id,
 )
-from producers.chunk_results import Recipient, recipients
-from producers.contract import RECONCILE_KEY
+from producers.contract import CAMPAIGNS_KEY, RECONCILE_KEY
 from producers.delivery import codes_key, delivery_key
-from producers.delivery import decode as decode_delivery
-from producers.idempotency import FIELD_RESULT, record_key
+from producers.idempotency import record_key
 from producers.producer import Producer, default_producer
 
 _COUNTERS = ("input", "valid", "invalid", "duplicates", "chunks_done", "accepted", "failed",
@@ -67,6 +61,11 @@ class CampaignStatus:
     def delivery_pending(self) -> int:
         """Accepted numbers no receipt has yet reported on."""
         return max(0, self.accepted - self.delivered - self.undelivered - self.rejected)
+
+
+#: The columns of the per-recipient report (producers.campaign_csv).
+REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message", "delivery",
+                 "deliveryCode")
 
 
 class CampaignNotFound(ValueError):
@@ -153,7 +152,7 @@ class CampaignDiscard:
     stopped: int  # of them, jobs ended unsent by the discard (the others had ended cancelled)
 
 
-# KEYS: meta, lock, discarded (the id's discard count), reconcile index.
+# KEYS: meta, lock, discarded (the id's discard count), reconcile index, campaign index.
 # ARGV: lock token, generation, record key prefix of the chunks, job key prefix of the chunks,
 # the ending's message, fallback retention, campaign id.
 # Replies {'discarded', chunks, stopped}, {'refused', index, reason}, {'missing'} or {'busy'}.
@@ -222,6 +221,7 @@ end
 if redis.call('TTL', KEYS[3]) < retention then redis.call('EXPIRE', KEYS[3], retention) end
 redis.call('DEL', meta, meta .. ':phones', meta .. ':enqueued', meta .. ':done',
     meta .. ':results', meta .. ':invalid', KEYS[2])
+redis.call('ZREM', KEYS[5], ARGV[7])
 return {'discarded', #indexes, #unclaimed}
 """
 
@@ -260,7 +260,7 @@ def discard_campaign(campaign_id: str, *, producer: Producer | None = None) -> C
         generation = int(producer.redis.hget(meta, "generation") or 0)
         prefix = chunk_prefix(cid, generation)
         reply = producer.redis.eval(
-            _DISCARD_LUA, 4, meta, lock.lock, f"{meta}:discarded", RECONCILE_KEY,
+            _DISCARD_LUA, 5, meta, lock.lock, f"{meta}:discarded", RECONCILE_KEY, CAMPAIGNS_KEY,
             lock.token, generation, record_key(prefix), prefix, DISCARDED_MESSAGE,
             DEFAULT_RETENTION, cid,
         )
@@ -276,106 +276,6 @@ def discard_campaign(campaign_id: str, *, producer: Producer | None = None) -> C
     return CampaignDiscard(cid, chunks=int(reply[1]), stopped=int(reply[2]))
 
 
-REPORT_HEADER = ("phone", "outcome", "smsId", "statusCode", "message", "delivery",
-                 "deliveryCode")
-_REPORT_BATCH = 50  # chunks per round trip
-
-
-def campaign_recipients(
-    campaign_id: str, *, producer: Producer | None = None
-) -> Iterator[Recipient]:
-    """Every unique valid number of the campaign with its outcome, in input order, read a few
-    chunks at a time (constant memory): ``pending`` for chunks not yet ended."""
-    producer = producer or default_producer()
-    status = campaign_status(campaign_id, producer=producer)
-    meta = campaign_key(campaign_id)
-    generation = int(producer.redis.hget(meta, "generation") or 0)
-    for start in range(0, status.chunks, _REPORT_BATCH):
-        indexes = list(range(start, min(start + _REPORT_BATCH, status.chunks)))
-        with producer.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(f"{meta}:phones", indexes)
-            pipe.hmget(f"{meta}:results", indexes)
-            for index in indexes:
-                pipe.hget(record_key(chunk_key(campaign_id, index, generation)), FIELD_RESULT)
-            for index in indexes:
-                pipe.get(delivery_key(chunk_key(campaign_id, index, generation)))
-            phones_list, summaries, *rest = pipe.execute()
-        records, receipts = rest[:len(indexes)], rest[len(indexes):]
-        for phones_csv, summary, record, receipt in zip(phones_list, summaries, records, receipts,
-                                                        strict=True):
-            if phones_csv is None:
-                continue  # recorded by no run yet (the producer is still reading)
-            phones = _text(phones_csv).split(",")
-            states = decode_delivery(receipt, len(phones))
-            for r, state in zip(_chunk_recipients(phones, summary, record), states, strict=True):
-                if r.outcome in ("sent", "duplicate"):
-                    r = r._replace(delivery=state.state, delivery_code=state.status_code)
-                yield r
-
-
-def campaign_report(campaign_id: str, out: TextIO, *, producer: Producer | None = None) -> int:
-    """Write the CSV report (``phone,outcome,smsId,statusCode,message,delivery,deliveryCode``)
-    to ``out``; ``delivery`` (pending, delivered, undelivered, rejected) is given for the
-    numbers SendCloud accepted, with the receipt's statusCode for a failed one.
-
-    One row per unique valid number (sent, failed, duplicate, cancelled, needs_review or still
-    pending) in input order, then one per refused entry (``invalid``, with its position in the
-    input). Returns the number of rows written.
-    """
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REPORT_HEADER)
-    rows = 0
-    for row in campaign_report_rows(campaign_id, producer=producer):
-        writer.writerow(row)
-        rows += 1
-    return rows
-
-
-def campaign_report_rows(
-    campaign_id: str, *, producer: Producer | None = None
-) -> Iterator[tuple[str, ...]]:
-    """The report's rows after its header (:data:`REPORT_HEADER`), read as they are yielded;
-    raises :class:`CampaignNotFound` at once for an unknown campaign."""
-    producer = producer or default_producer()
-    status = campaign_status(campaign_id, producer=producer)
-    return _report_rows(campaign_id, status, producer)
-
-
-def _report_rows(campaign_id: str, status: CampaignStatus, producer: Producer
-                 ) -> Iterator[tuple[str, ...]]:
-    meta = campaign_key(campaign_id)
-    for r in campaign_recipients(campaign_id, producer=producer):
-        yield (r.phone, r.outcome, _cell(r.sms_id), _cell(r.status_code), r.message,
-               r.delivery, _cell(r.delivery_code))
-    invalid_key = f"{meta}:invalid"
-    for start in range(0, status.invalid, 10_000):
-        for entry in producer.redis.lrange(invalid_key, start, start + 9_999):
-            position, rule, raw = _text(entry).split("\t", 2)
-            yield (raw, "invalid", "", "", f"input entry {position}: {rule}", "", "")
-
-
-def _chunk_recipients(phones: list[str], summary_text: bytes | None, record_text: bytes | None
-                      ) -> Iterable[Recipient]:
-    """A chunk's recipients: from its job's final record when the worker counted it, else
-    ``pending``."""
-    if summary_text is None:
-        for phone in phones:
-            yield Recipient(phone, "pending", None, None, "")
-        return
-    summary = json.loads(summary_text)
-    try:
-        record = json.loads(record_text) if record_text is not None else {}
-    except ValueError:
-        record = {}
-    if not isinstance(record, dict) or record.get("outcome") != summary.get("outcome"):
-        record = summary  # the record expired or is unreadable: the chunk's own outcome
-    yield from recipients(phones, record)
-
-
-def _cell(value: object) -> str:
-    return "" if value is None or value is False else str(value)
-
-
 class CampaignNotFinished(ValueError):
     """A campaign still running cannot be purged: its chunks would be left without a report."""
 
@@ -386,8 +286,8 @@ class CampaignNotFinished(ValueError):
         super().__init__(f"campaign_id {campaign_id!r} {self.rule}")
 
 
-# KEYS: meta. ARGV: record key prefix of the chunks, their delivery-state key prefix. Reply:
-# chunks purged, -1 none, -2 running.
+# KEYS: meta, the campaign index. ARGV: record key prefix of the chunks, their delivery-state
+# key prefix, the campaign id. Reply: chunks purged, -1 none, -2 running.
 _PURGE_LUA = """
 local meta = KEYS[1]
 local f = redis.call('HMGET', meta, 'chunks', 'finished_at')
@@ -397,6 +297,7 @@ local chunks = tonumber(f[1] or '0')
 for idx = 0, chunks - 1 do redis.call('UNLINK', ARGV[1] .. idx, ARGV[2] .. idx) end
 redis.call('UNLINK', meta, meta .. ':phones', meta .. ':enqueued', meta .. ':done',
     meta .. ':results', meta .. ':invalid', meta .. ':delivery_codes')
+redis.call('ZREM', KEYS[2], ARGV[3])
 return chunks
 """
 
@@ -410,8 +311,8 @@ def purge_campaign(campaign_id: str, *, producer: Producer | None = None) -> int
     meta = campaign_key(cid)
     generation = int(producer.redis.hget(meta, "generation") or 0)
     first = chunk_key(cid, 0, generation)
-    purged = int(producer.redis.eval(_PURGE_LUA, 1, meta, record_key(first)[:-1],
-                                     delivery_key(first)[:-1]))
+    purged = int(producer.redis.eval(_PURGE_LUA, 2, meta, CAMPAIGNS_KEY, record_key(first)[:-1],
+                                     delivery_key(first)[:-1], cid))
     if purged == -1:
         raise CampaignNotFound(cid)
     if purged == -2:

@@ -45,6 +45,9 @@ KEY_PREFIX = "sendcloud:"
 # Sorted set of jobs not yet final, scored by when each should have moved on (Redis time,
 # epoch seconds). The reconciler re-drives those left past it: see worker.jobs.reconciler.
 RECONCILE_KEY = f"{KEY_PREFIX}reconcile"
+#: Every campaign by when it was opened (Redis time): the dashboard's list. Written when a
+#: campaign opens; its purge and discard remove it, and readers drop those that expired.
+CAMPAIGNS_KEY = f"{KEY_PREFIX}campaigns"
 #: How long a freshly enqueued job may wait in its queue before the reconciler looks at it.
 DEFAULT_QUEUED_AFTER = 600
 

@@ -36,8 +36,11 @@ ALLOWED: dict[str, set[str]] = {
                         "worker.metrics", "worker.logs", "worker.settings", "producers"},
     "worker.email_status": {"worker.runtime", "worker.sendcloud", "worker.metrics",
                             "worker.logs", "worker.settings", "producers"},
-    "worker.web.dashboard": {"worker.web", "worker.broker", "worker.metrics", "worker.logs",
-                             "worker.connections", "worker.settings", "producers"},
+    # The dashboard also reads the account pause (jobs) and the poller's cursor and gaps
+    # (email_status) by the key names those units own.
+    "worker.web.dashboard": {"worker.web", "worker.broker", "worker.jobs", "worker.email_status",
+                             "worker.metrics", "worker.logs", "worker.connections",
+                             "worker.settings", "producers"},
     "worker.web.api": {"worker.web", "worker.broker", "worker.metrics", "worker.logs",
                        "worker.connections", "worker.settings", "producers"},
     "worker.web": {"worker.logs", "worker.connections", "worker.settings"},

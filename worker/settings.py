@@ -48,6 +48,7 @@ def _namespace(env: Mapping[str, str]) -> str:
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 BROKER_SCHEMES = ("amqp://", "amqps://")
+WEB_SECRET_MIN = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -121,6 +122,13 @@ def _poll_status(env: Mapping[str, str]) -> int | None:
     if raw not in ("1", "4", "5", "18"):
         raise ConfigurationError("SENDCLOUD_POLL_STATUS", f"must be 1, 4, 5 or 18, got {raw!r}")
     return int(raw)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip()
+    if raw not in ("", "0", "1"):
+        raise ConfigurationError(name, f"must be 1 (on) or 0 (off), got {raw!r}")
+    return raw == "1"
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,11 @@ class Settings:
     hook_max_bytes: int = 1 << 20  # a 2000-number `request` event, form-encoded, is ~350 KB
     #: A hook's timestamp must be within this many seconds of Redis's clock, either way.
     hook_window: int = 3600
+    #: The operator's dashboard (worker.web.dashboard): the key its session cookies are signed
+    #: with, whether the cookie is sent over HTTPS only, whether phone numbers are masked.
+    web_secret: str = field(default="", repr=False)
+    web_tls: bool = False
+    web_mask_phones: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -289,6 +302,9 @@ class Settings:
             mail_hook_key=_hook_key(env, "SENDCLOUD_MAIL_HOOK_KEY"),
             hook_max_bytes=_int(env, "SENDCLOUD_HOOK_MAX_BYTES", 1 << 20, minimum=1024),
             hook_window=_int(env, "SENDCLOUD_HOOK_WINDOW", 3600, minimum=1),
+            web_secret=env.get("SENDCLOUD_WEB_SECRET", "").strip(),
+            web_tls=_flag(env, "SENDCLOUD_WEB_TLS"),
+            web_mask_phones=_flag(env, "SENDCLOUD_WEB_MASK_PHONES"),
         )
 
     @property
@@ -326,10 +342,21 @@ class Settings:
                 )
         return self
 
+    def require_web_secret(self) -> Settings:
+        """The dashboard signs its session cookies with this: a short key could be guessed."""
+        if len(self.web_secret) < WEB_SECRET_MIN:
+            raise ConfigurationError(
+                "SENDCLOUD_WEB_SECRET",
+                f"must be at least {WEB_SECRET_MIN} characters (it signs the dashboard's session "
+                "cookies); make one with: python3 -c 'import secrets; "
+                "print(secrets.token_hex(32))'",
+            )
+        return self
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be logged, stored or raised."""
         password = urlsplit(self.broker_url.split(";")[0]).password if self.broker_url else None
         values = (self.sms_key, self.api_key, self.verify_secret, self.sms_hook_key,
-                  self.mail_hook_key, password)
+                  self.mail_hook_key, self.web_secret, password)
         return tuple(s for s in values if s)

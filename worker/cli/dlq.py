@@ -20,16 +20,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-from dramatiq import Broker
-from dramatiq.brokers.redis import RedisBroker
-
 from producers.contract import ALL_QUEUES
 from worker.broker import dead_letters as dlq
-from worker.broker import rabbitmq as rabbit
+from worker.broker.dead_letter_queues import DeadLetterQueues
 from worker.cli import UsageError
 from worker.cli.health import connect_redis, load_settings
-from worker.settings import Settings
 
 
 def _when(epoch: float) -> str:
@@ -50,19 +45,14 @@ def _as_dict(letter: dlq.DeadLetter) -> dict[str, Any]:
 
 
 @contextmanager
-def _stores() -> Iterator[tuple[Settings, redis.Redis, Broker | None]]:
-    """Redis, and the RabbitmqBroker when the queues live in RabbitMQ (else None)."""
-    from worker.broker import make_broker
-
+def _queues() -> Iterator[DeadLetterQueues]:
+    """The dead letters of the queues' broker (Redis, or RabbitMQ with SENDCLOUD_BROKER_URL)."""
     settings = load_settings()
     client = connect_redis(settings)
-    broker = make_broker(None, redis_client=client, settings=settings) if settings.rabbitmq \
-        else None
     try:
-        yield settings, client, broker
+        with DeadLetterQueues(settings, client) as queues:
+            yield queues
     finally:
-        if broker is not None:
-            broker.close()
         client.close()
 
 
@@ -70,13 +60,8 @@ def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    with _stores() as (_, client, broker):
-        if broker is not None:
-            letters = rabbit.list_dead_letters(broker, client, queue=args.queue)
-        else:
-            letters = dlq.list_dead_letters(client, namespace=dlq.NAMESPACE, queue=args.queue)
-    if args.ids:
-        letters = [x for x in letters if x.message_id in args.ids or x.redis_id in args.ids]
+    with _queues() as queues:
+        letters = queues.list(queue=args.queue, ids=args.ids)
     if args.json:
         for letter in letters:
             print(json.dumps(_as_dict(letter), ensure_ascii=False))
@@ -99,18 +84,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from worker.broker import make_broker
-
-    with _stores() as (settings, client, broker):
-        if broker is not None:
-            report = rabbit.replay(broker, client, queue=args.queue, ids=args.ids or None)
-        else:
-            redis_broker = make_broker(settings.redis_url, settings=settings)
-            try:
-                assert isinstance(redis_broker, RedisBroker)
-                report = dlq.replay(redis_broker, queue=args.queue, ids=args.ids or None)
-            finally:
-                redis_broker.close()
+    with _queues() as queues:
+        report = queues.replay(queue=args.queue, ids=args.ids)
     for letter in report.replayed:
         print(f"replayed {letter.message_id} {letter.actor} key={letter.key} -> {letter.queue}")
     for letter in report.final:
@@ -126,12 +101,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     if not args.yes:
         raise UsageError("purge deletes dead letters for good: add --yes to confirm")
-    with _stores() as (_, client, broker):
-        if broker is not None:
-            removed = rabbit.purge(broker, client, queue=args.queue, ids=args.ids or None)
-        else:
-            removed = dlq.purge(client, namespace=dlq.NAMESPACE, queue=args.queue,
-                                ids=args.ids or None)
+    with _queues() as queues:
+        removed = queues.purge(queue=args.queue, ids=args.ids)
     print(f"{removed} dead letter(s) purged")
     return 0
 

@@ -26,14 +26,20 @@ def register(subparsers: Any) -> None:
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     parser.set_defaults(func=run_web)
-    commands = parser.add_subparsers(dest="web_command", metavar="COMMAND")
-    from worker.cli import web_keys
+    # The operator's dashboard: `web --dashboard` serves it, `web user ...` manages its users.
+    parser.add_argument("--dashboard", action="store_true",
+                        help="also serve the operator's dashboard at /dashboard (needs "
+                        "SENDCLOUD_WEB_SECRET and a user: `web user add`)")
+    from worker.cli import web_keys, web_users
 
+    commands = parser.add_subparsers(dest="web_command", metavar="COMMAND")
     web_keys.register(commands)
+    web_users.register(commands)
 
 
 def run_web(args: argparse.Namespace) -> int:
     import structlog
+    from starlette.routing import BaseRoute, Mount
 
     from worker.logs import configure_logging
     from worker.settings import Settings
@@ -42,6 +48,11 @@ def run_web(args: argparse.Namespace) -> int:
     from worker.web.server import PortTaken, bind, serve
 
     settings = Settings.from_env().require_hook_key()
+    mounts: list[BaseRoute] = []
+    if args.dashboard:
+        from worker.web.dashboard.app import dashboard_app
+
+        mounts.append(Mount("/dashboard", app=dashboard_app(settings), name="dashboard"))
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: must be 0 to 65535, got {args.port}")
     try:
@@ -54,11 +65,12 @@ def run_web(args: argparse.Namespace) -> int:
         "web_started", host=host, port=port,
         hooks=[name for name, key in (("/hooks/sms", settings.sms_hook_key),
                                       ("/hooks/mail", settings.mail_hook_key)) if key],
+        dashboard="/dashboard" if args.dashboard else None,
     )  # fmt: skip
     # One asyncio client for the hooks and the API's key checks; the producer's own (blocking)
     # clients serve the API's calls in threads.
     client = redis_client(settings)
     with producer_for(settings) as producer:
-        api = ApiMount("/v1", api_app(producer, client))
-        serve(create_app(settings, redis=client, mounts=[api]), sock)
+        mounts.insert(0, ApiMount("/v1", api_app(producer, client)))
+        serve(create_app(settings, redis=client, mounts=mounts), sock)
     return 0

@@ -30,8 +30,9 @@ from producers import (
     cancel_campaign,
     start_campaign,
 )
+from producers.campaign_csv import campaign_report_rows
 from producers.campaign_input import NumberSource
-from producers.campaign_report import REPORT_HEADER, campaign_report_rows
+from producers.campaign_report import REPORT_HEADER
 from worker.web.api.keys import KeyStore
 from worker.web.api.routing import ApiError, ApiRoute, blocking, no_idempotency_key
 
