@@ -59,6 +59,7 @@ from producers.producer import (
     set_default_producer,
     start_campaign,
 )
+from producers.replication import NotReplicated
 from producers.results import ResultReader, ResultRecord, StreamNotFound
 from producers.verification import CheckResult, Verification, Verifier, VerifySettings
 
@@ -81,6 +82,7 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyStore",
     "NoValidNumber",
+    "NotReplicated",
     "Producer",
     "ProducerValidationError",
     "Reservation",

@@ -105,7 +105,7 @@ def _replay(args: argparse.Namespace) -> int:
         if broker is not None:
             report = rabbit.replay(broker, client, queue=args.queue, ids=args.ids or None)
         else:
-            redis_broker = make_broker(settings.redis_url, settings=settings)
+            redis_broker = make_broker(None, redis_client=client, settings=settings)
             try:
                 assert isinstance(redis_broker, RedisBroker)
                 report = dlq.replay(redis_broker, queue=args.queue, ids=args.ids or None)
