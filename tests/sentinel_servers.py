@@ -40,6 +40,7 @@ class Node:
     name: str
     port: int
     process: subprocess.Popen[bytes]
+    command: list[str] = field(default_factory=list)
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
@@ -63,6 +64,25 @@ class SentinelGroup:
     primary: Node
     replica: Node
     sentinels: list[Node] = field(default_factory=list)
+    #: Every process started, restarts included: all are stopped at the end.
+    started: list[Node] = field(default_factory=list)
+
+    def restart(self, node: Node, *, replica_of: int | None = None) -> Node:
+        """Start a killed data node again on its port, with its configuration file and an
+        empty dataset (no persistence). The sentinels would make it a replica of the new master
+        on their own, some 10-20 s later; ``replica_of`` does it at once, as an operator's
+        provisioning would, to keep the test short."""
+        again = Node(node.name, node.port, subprocess.Popen(
+            node.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), node.command)
+        self.started.append(again)
+        _wait_port(again, self.workdir / f"{node.name}.log")
+        if replica_of is not None:
+            client = again.client()
+            try:
+                client.replicaof("127.0.0.1", replica_of)
+            finally:
+                client.close()
+        return again
 
     @property
     def env(self) -> dict[str, str]:
@@ -73,24 +93,33 @@ class SentinelGroup:
             "SENDCLOUD_REDIS_MASTER": MASTER,
         }
 
-    def master_port(self) -> int:
-        """The master's port as the sentinels name it now."""
+    def master_ports(self) -> set[int]:
+        """The master's port as each live sentinel names it now."""
+        ports: set[int] = set()
         for sentinel in self.sentinels:
             if sentinel.process.poll() is not None:
                 continue
+            client = sentinel.client()
             try:
-                _, port = sentinel.client().sentinel_get_master_addr_by_name(MASTER)
-                return int(port)
-            except redis.RedisError:
-                continue
-        raise RuntimeError("no sentinel answered")
+                ports.add(int(client.sentinel_get_master_addr_by_name(MASTER)[1]))
+            except (redis.RedisError, TypeError):
+                ports.add(0)  # no answer yet: not agreed
+            finally:
+                client.close()
+        return ports
 
     def wait_for_failover(self, old_port: int, timeout: float = 60.0) -> int:
-        """Wait until the sentinels name another master and it accepts writes; its port."""
+        """Wait until every sentinel names another master and it accepts writes; its port.
+
+        All of them: a sentinel still naming the old address would, once that address answers
+        again (a restarted node, empty), take it for the master and make the new one its
+        replica, which empties it.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            port = self.master_port()
-            if port != old_port:
+            ports = self.master_ports()
+            if len(ports) == 1 and old_port not in ports and 0 not in ports:
+                port = ports.pop()
                 node = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
                 try:
                     if node.info("replication").get("role") == "master":
@@ -147,7 +176,7 @@ def _start(binary: str, workdir: Path, name: str, args: list[str]) -> Node:
     # A sentinel rewrites its configuration file: it must be a file of its own.
     command = [binary, str(config), *(["--sentinel"] if sentinel else [])]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    node = Node(name, port, process)
+    node = Node(name, port, process, command)
     _wait_port(node, log)
     return node
 
@@ -168,7 +197,7 @@ def sentinel_group() -> Iterator[SentinelGroup]:
         started.append(primary)
         replica = _start(binary, workdir, "replica", [f"replicaof 127.0.0.1 {primary.port}"])
         started.append(replica)
-        group = SentinelGroup(workdir, primary, replica)
+        group = SentinelGroup(workdir, primary, replica, started=started)
         group.wait_replica_in_sync()
         for i in range(3):
             sentinel = _start(binary, workdir, f"sentinel{i}", [

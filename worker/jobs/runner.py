@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import redis
 import structlog
 
 from producers.chunk_results import compact
@@ -265,8 +266,12 @@ class JobRunner:
                 return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
             except Exception as exc:
                 # A bug or a Redis/infrastructure failure: give the claim back and retry like a
-                # transient error; if it struck mid-call the send may have happened.
-                log.exception("job.unexpected_error", error=type(exc).__name__)
+                # transient error; if it struck mid-call the send may have happened. Redis
+                # away (a restart, a Sentinel failover's switch) needs no traceback.
+                if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                    log.warning("job.redis_unreachable", error=type(exc).__name__)
+                else:
+                    log.exception("job.unexpected_error", error=type(exc).__name__)
                 return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
         except ClaimLost:
             # A newer attempt holds the claim (this one stalled past its lease, or its message
