@@ -169,3 +169,17 @@ def test_a_finish_not_replicated_is_rerun_then_retried_and_never_written_twice(
     assert runner.run(SMS, payload, "m1") is None
     assert len(stream_records(primary, SMS_RESULTS_STREAM)) == 1
     assert len(sim.ledger.entries()) == 1
+
+
+def test_the_cli_says_in_one_line_that_a_reservation_was_not_replicated(
+    group: SentinelGroup, primary: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker.cli import main
+
+    group.replica.pause()
+    assert main(["enqueue", "code", "--phone", mainland(2), "--sign-id", "3", "--code", "1234",
+                 "--key", "cli-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "the reservation of 'cli-1' reached 0 of the 1 replica(s)" in err
+    assert primary.exists(record_key("cli-1")) == 0
