@@ -12,8 +12,12 @@ acknowledge anything, and SIGCONTed after. With SENDCLOUD_REDIS_WAIT_REPLICAS=1:
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -37,6 +41,7 @@ from worker.settings import Settings
 
 SMS = next(job for job in JOB_TYPES if job.actor_name == "sendcloud_send_sms")
 WAIT_MS = 100
+CLI = str(Path(sys.executable).parent / "sendcloud-jobs")
 
 
 @pytest.fixture(scope="module")
@@ -172,14 +177,16 @@ def test_a_finish_not_replicated_is_rerun_then_retried_and_never_written_twice(
 
 
 def test_the_cli_says_in_one_line_that_a_reservation_was_not_replicated(
-    group: SentinelGroup, primary: redis.Redis, capsys: pytest.CaptureFixture[str]
+    group: SentinelGroup, primary: redis.Redis
 ) -> None:
-    from worker.cli import main
-
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDCLOUD_")}
+    env.update(group.env, SENDCLOUD_REDIS_WAIT_TIMEOUT_MS=str(WAIT_MS))
     group.replica.pause()
-    assert main(["enqueue", "code", "--phone", mainland(2), "--sign-id", "3", "--code", "1234",
-                 "--key", "cli-1"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "the reservation of 'cli-1' reached 0 of the 1 replica(s)" in err
+    proc = subprocess.run(
+        [CLI, "enqueue", "code", "--phone", mainland(2), "--sign-id", "3", "--code", "1234",
+         "--key", "cli-1"], env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "the reservation of 'cli-1' reached 0 of the 1 replica(s)" in proc.stderr
     assert primary.exists(record_key("cli-1")) == 0
