@@ -2,8 +2,9 @@
 
 Importing this package needs only dramatiq and redis; it never imports the worker (httpx,
 tenacity). The module-level functions use a default :class:`Producer`, created on first use
-from ``$REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) with its own RedisBroker; build a
-``Producer(broker=...)`` to enqueue through an app's own broker instead.
+from ``$REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), or the master Redis Sentinel names
+(``$SENDCLOUD_REDIS_SENTINELS``, :mod:`producers.redis_client`), with its own RedisBroker; build
+a ``Producer(broker=...)`` to enqueue through an app's own broker instead.
 
 Each function returns the job's idempotency key (generated as ``<kind>-<hex>`` when not given);
 see :mod:`producers.producer` for repeat calls and for member calls split at 1000 members.
@@ -59,6 +60,7 @@ from producers.producer import (
     set_default_producer,
     start_campaign,
 )
+from producers.replication import NotReplicated
 from producers.results import ResultReader, ResultRecord, StreamNotFound
 from producers.verification import CheckResult, Verification, Verifier, VerifySettings
 
@@ -81,6 +83,7 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyStore",
     "NoValidNumber",
+    "NotReplicated",
     "Producer",
     "ProducerValidationError",
     "Reservation",

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name, xq_name
 
 from producers.errors import ProducerValidationError
@@ -59,13 +58,6 @@ def rabbitmq_broker(
     return (broker_class or RabbitmqBroker)(
         url=parts if len(parts) > 1 else parts[0], confirm_delivery=True, middleware=middleware
     )
-
-
-def build_broker(redis_url: str, broker_url: str = "") -> dramatiq.Broker:
-    """The broker a producer enqueues on: RabbitMQ when ``broker_url`` is set, else Redis."""
-    if broker_url:
-        return rabbitmq_broker(broker_url)
-    return RedisBroker(url=redis_url, namespace=BROKER_NAMESPACE)
 
 
 def is_rabbitmq(broker: dramatiq.Broker) -> bool:

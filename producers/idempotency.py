@@ -40,6 +40,7 @@ import redis
 
 from producers.contract import DEFAULT_QUEUED_AFTER, KEY_PREFIX, RECONCILE_KEY
 from producers.errors import IdempotencyConflict
+from producers.replication import NotReplicated, run_replicated
 
 RECORD_PREFIX = f"{KEY_PREFIX}idem:"
 HASH_EXCLUDED_FIELDS = frozenset({"key", "enqueued_at", "expires_at", "expires_in"})
@@ -106,6 +107,21 @@ return out
 """
 
 
+# KEYS: the reconcile index, then the records a reservation created. ARGV: their hashes.
+# Takes back a reservation whose records too few replicas acknowledged: nothing was enqueued
+# for them, and no worker can have claimed them (the reconciler waits queued_after first).
+_UNDO_LUA = """
+for i = 2, #KEYS do
+    local stored = redis.call('HMGET', KEYS[i], 'hash', 'state', 'fence')
+    if stored[1] == ARGV[i - 1] and stored[2] == 'queued' and not stored[3] then
+        redis.call('DEL', KEYS[i])
+        redis.call('ZREM', KEYS[1], string.sub(KEYS[i], #RECORD_PREFIX + 1))
+    end
+end
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     created: bool  # this call created the record
@@ -165,11 +181,23 @@ def decode_record(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | No
 
 
 class IdempotencyStore:
-    def __init__(self, client: redis.Redis, *, queued_after: int = DEFAULT_QUEUED_AFTER) -> None:
+    """Reservations and reads of job records. With ``wait_replicas`` > 0 (Sentinel), a
+    reservation that created a record returns only once that many replicas have it, else raises
+    :class:`~producers.replication.NotReplicated` before anything is enqueued."""
+
+    def __init__(
+        self, client: redis.Redis, *, queued_after: int = DEFAULT_QUEUED_AFTER,
+        wait_replicas: int = 0, wait_timeout_ms: int = 500,
+    ) -> None:
         self.client = client
         self.queued_after = queued_after
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._reserve = client.register_script(
             _RESERVE_LUA.replace("#RECORD_PREFIX", str(len(RECORD_PREFIX)))
+        )
+        self._undo = client.register_script(
+            _UNDO_LUA.replace("#RECORD_PREFIX", str(len(RECORD_PREFIX)))
         )
 
     def reserve(
@@ -196,7 +224,8 @@ class IdempotencyStore:
 
         ``jobs`` (one per item: ``{"actor": name, "payload": {...}}``) are kept in the new
         records, and the records entered in the reconcile index, so that a job whose message is
-        lost is driven again (worker.jobs.reconciler). Raises IdempotencyConflict naming the
+        lost is driven again (worker.jobs.reconciler). Raises NotReplicated (nothing reserved)
+        when too few replicas acknowledged it in time, IdempotencyConflict naming the
         first key already used for another payload.
         """
         if ttl <= 0:
@@ -208,16 +237,31 @@ class IdempotencyStore:
             job = "" if jobs is None else json.dumps(jobs[index], separators=(",", ":"))
             args += [digest, kind, job]
         keys = [RECONCILE_KEY, *(record_key(key) for key, _ in items)]
-        reply = self._reserve(keys=keys, args=args)
+        reply, acknowledged = run_replicated(
+            self.client, self._reserve, keys, args,
+            replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
+        )  # fmt: skip
         status = _text(reply[0])
         if status == "conflict":
             raise IdempotencyConflict(items[int(reply[1]) - 1][0])
         now = float(reply[1])
         pairs = reply[2:]
-        return [
+        reservations = [
             Reservation(created=_text(pairs[i]) == "1", state=_text(pairs[i + 1]), now=now)
             for i in range(0, len(pairs), 2)
         ]
+        if acknowledged < self.wait_replicas:
+            # A record only on the primary may vanish in a failover while its message runs:
+            # take back what this call created, so the caller's error means nothing happened.
+            created = [(key, digest) for (key, digest), made in zip(items, reservations,
+                                                                     strict=True) if made.created]
+            if created:
+                self._undo(keys=[RECONCILE_KEY, *(record_key(k) for k, _ in created)],
+                           args=[digest for _, digest in created])
+            raise NotReplicated(f"the reservation of {items[0][0]!r}", acknowledged,
+                                self.wait_replicas)
+        return reservations
+        return reservations
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The decoded record for ``key``, or None if there is none (never made, or expired)."""

@@ -31,7 +31,12 @@ import redis as redis_py
 from dramatiq.brokers.redis import RedisBroker
 
 from producers import validation as v
-from producers.brokers import broker_url_from_env, build_broker, check_broker_url
+from producers.brokers import (
+    BROKER_NAMESPACE,
+    broker_url_from_env,
+    check_broker_url,
+    rabbitmq_broker,
+)
 from producers.campaign import CampaignStart, run_campaign
 from producers.contract import (
     ACTOR_QUEUES,
@@ -57,6 +62,7 @@ from producers.idempotency import (
     payload_hash,
     record_key,
 )
+from producers.redis_client import redis_from_target, redis_target_from_env
 from producers.results import job_status, shape_record
 from producers.verification import (
     Channel,
@@ -68,7 +74,6 @@ from producers.verification import (
 
 log = logging.getLogger("sendcloud.producers")
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_CODE_EXPIRY = 600
 
 MembersOp = Literal["add", "update", "delete"]
@@ -77,10 +82,6 @@ _MEMBER_KINDS: dict[MembersOp, Kind] = {
     "update": "members_update",
     "delete": "members_delete",
 }
-
-
-def redis_url_from_env() -> str:
-    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def _seconds_from_env(name: str, default: int, minimum: int = 1) -> int:
@@ -113,7 +114,12 @@ class Producer:
     on ``redis_url`` (:mod:`producers.brokers`).
 
     The idempotency store uses ``redis`` if given, else the broker's own client when the broker
-    is a RedisBroker, else a client for ``redis_url`` (default ``$REDIS_URL``).
+    is a RedisBroker, else a client for ``redis_url`` (default ``$REDIS_URL``). Clients made
+    here follow Redis Sentinel when ``$SENDCLOUD_REDIS_SENTINELS`` is set
+    (:mod:`producers.redis_client`), and reservations wait for
+    ``$SENDCLOUD_REDIS_WAIT_REPLICAS`` replicas (``wait_replicas`` overrides it): one not
+    acknowledged in time raises :class:`~producers.replication.NotReplicated` and enqueues
+    nothing.
     """
 
     def __init__(
@@ -125,26 +131,34 @@ class Producer:
         broker_url: str | None = None,
         idempotency_ttl: int = DEFAULT_TTL,
         code_expiry: float = DEFAULT_CODE_EXPIRY,
+        wait_replicas: int | None = None,
     ) -> None:
         self.idempotency_ttl = v.validate_positive_int(idempotency_ttl, "idempotency_ttl")
         self.code_expiry = v.validate_expiry(code_expiry, "code_expiry")
+        target = redis_target_from_env(redis_url)
         self._owned: list[Any] = []
         if broker is None:
             amqp = broker_url_from_env() if broker_url is None else check_broker_url(broker_url)
-            broker = build_broker(redis_url or redis_url_from_env(), amqp)
+            broker = rabbitmq_broker(amqp) if amqp else RedisBroker(
+                client=redis_from_target(target), namespace=BROKER_NAMESPACE)
             self._owned.append(broker)
         self.broker = broker
         if redis is None:
             if isinstance(broker, RedisBroker):
                 redis = broker.client
             else:
-                redis = redis_py.Redis.from_url(redis_url or redis_url_from_env())
+                redis = redis_from_target(target)
                 self._owned.append(redis)
         self.redis = redis
         # The reconciler looks at a job still queued this long after its reservation: the
         # deployment's SENDCLOUD_RECONCILE_QUEUED_AFTER, the same for producers and reconciler.
-        self.store = IdempotencyStore(redis, queued_after=_seconds_from_env(
-            "SENDCLOUD_RECONCILE_QUEUED_AFTER", DEFAULT_QUEUED_AFTER))
+        self.store = IdempotencyStore(
+            redis,
+            queued_after=_seconds_from_env("SENDCLOUD_RECONCILE_QUEUED_AFTER",
+                                           DEFAULT_QUEUED_AFTER),
+            wait_replicas=target.wait_replicas if wait_replicas is None else wait_replicas,
+            wait_timeout_ms=target.wait_timeout_ms,
+        )
         self._verifier: Verifier | None = None
         self._enqueue_script: Any = None
         # StubBroker refuses undeclared queues; declaring is local bookkeeping, no I/O.
@@ -431,8 +445,9 @@ class Producer:
         """Reserve every payload's key in one step, then enqueue those that still need it."""
         key = new_key(kind) if idempotency_key is None else v.validate_key(idempotency_key)
         queue_name = ACTOR_QUEUES[actor]
-        if len(payloads) == 1 and fast_path(self.broker):
-            # One round trip: producers.enqueue.
+        if len(payloads) == 1 and fast_path(self.broker) and not self.store.wait_replicas:
+            # One round trip: producers.enqueue. (Not when the reservation must be replicated
+            # before its message may run: that script writes both at once.)
             assert isinstance(self.broker, RedisBroker)
             if self._enqueue_script is None:
                 self._enqueue_script = self.redis.register_script(RESERVE_AND_ENQUEUE_LUA)
@@ -493,7 +508,8 @@ _default_lock = threading.Lock()
 
 def default_producer() -> Producer:
     """The producer behind the module-level functions, created on first use from $REDIS_URL
-    (and $SENDCLOUD_BROKER_URL, when the queues live in RabbitMQ)."""
+    (and $SENDCLOUD_BROKER_URL, when the queues live in RabbitMQ; the Sentinel settings of
+    :mod:`producers.redis_client`, when Redis fails over)."""
     global _default
     if _default is None:
         with _default_lock:

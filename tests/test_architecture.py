@@ -49,8 +49,8 @@ ALLOWED: dict[str, set[str]] = {
     "worker.sendcloud": {"worker.metrics", "worker.settings"},
     "worker.metrics": {"worker.connections", "worker.settings", "producers"},
     "worker.logs": {"worker.settings"},
-    "worker.connections": {"worker.settings"},
-    "worker.settings": set(),
+    "worker.connections": {"worker.settings", "producers"},
+    "worker.settings": {"producers"},
     "producers": set(),
     "simulator": set(),
 }

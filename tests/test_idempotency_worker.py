@@ -139,8 +139,11 @@ def test_finish_writes_state_result_and_exactly_one_stream_entry(
     entry = ledger.finish("k1", claim.token, T0 + 1, outcome="sent", stream=SMS_RESULTS_STREAM,
                           record=record("k1"))
     assert entry is not None
-    # A second finish (a duplicate that raced) and a later claim are both refused.
-    assert ledger.finish("k1", claim.token, T0 + 2, outcome="sent", stream=SMS_RESULTS_STREAM,
+    # The same finish again (its WAIT came short) answers the first entry and writes nothing;
+    # another token's finish and a later claim are refused.
+    assert ledger.finish("k1", claim.token, T0 + 2, outcome="failed", stream=SMS_RESULTS_STREAM,
+                         record=record("k1")) == entry
+    assert ledger.finish("k1", "m1:2", T0 + 2, outcome="sent", stream=SMS_RESULTS_STREAM,
                          record=record("k1")) is None
     final = ledger.claim("k1", "m9", T0 + 3, kind="code")
     assert (final.status, final.final_state) == ("final", "done")

@@ -55,14 +55,18 @@ def test_a_refused_number_has_no_entry_and_the_others_keep_their_positions(
     ledger = JobLedger(redis_client, lease=10, ttl=3600, maxlen=100)
     claim = ledger.claim("job-1", "m1", kind="sms")
     ids = ["100_1_0_0_aaaaaa$13800000001", None, "100_3_0_0_aaaaaa$13800000003"]
-    assert ledger.finish("job-1", claim.token, outcome="partial", stream="s",
-                         record={"key": "job-1", "outcome": "partial"}, sms_ids=ids)
+    entry = ledger.finish("job-1", claim.token, outcome="partial", stream="s",
+                          record={"key": "job-1", "outcome": "partial"}, sms_ids=ids)
+    assert entry is not None
     index = SmsIndex(redis_client)
     assert [(h.key, h.position) for h in map(index.find, [ids[0], ids[2]]) if h] == [
         ("job-1", 0), ("job-1", 2)]
     assert _index_memory(redis_client) == (2, 2 * RECORD_SIZE)
-    # A copy of the job finishing again (its claim lost) writes no second entry.
+    # The same finish again (its WAIT came short) answers the first entry, and a copy of the
+    # job finishing under another token (its claim lost) is refused: no second index entry.
     assert ledger.finish("job-1", claim.token, outcome="partial", stream="s",
+                         record={"key": "job-1", "outcome": "partial"}, sms_ids=ids) == entry
+    assert ledger.finish("job-1", "m1:2", outcome="partial", stream="s",
                          record={"key": "job-1", "outcome": "partial"}, sms_ids=ids) is None
     assert _index_memory(redis_client) == (2, 2 * RECORD_SIZE)
 

@@ -42,7 +42,8 @@ def _load_settings() -> Settings:
 settings = _load_settings()
 configure_logging(settings)
 
-broker = make_broker(settings.redis_url, settings=settings)
+# The broker's own client (connections follow a Sentinel failover), apart from the actors'.
+broker = make_broker(None, redis_client=redis_client(settings), settings=settings)
 metrics.install(broker, settings)
 dramatiq.set_broker(broker)
 

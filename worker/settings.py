@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from producers.errors import SettingError
+from producers.redis_client import RedisTarget, parse_redis_target
+
 DEFAULT_BASE_URL = "https://api.sendcloud.net"
 SIGN_METHODS = ("md5", "sha256")
 
@@ -46,20 +49,17 @@ def _namespace(env: Mapping[str, str]) -> str:
     return raw
 
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 BROKER_SCHEMES = ("amqp://", "amqps://")
 WEB_SECRET_MIN = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _redis_url(env: Mapping[str, str]) -> str:
-    url = (env.get("REDIS_URL") or "").strip() or "redis://127.0.0.1:6379/0"
-    if not url.startswith(REDIS_SCHEMES):
-        # redis-py would only say so when the first command runs, from deep in a stack.
-        raise ConfigurationError(
-            "REDIS_URL", f"must start with {', '.join(REDIS_SCHEMES)} (e.g. redis://host:6379/0)"
-        )
-    return url
+def _redis_target(env: Mapping[str, str]) -> RedisTarget:
+    """REDIS_URL and the Sentinel settings, by the parser producers use (one set of rules)."""
+    try:
+        return parse_redis_target(env)
+    except SettingError as exc:
+        raise ConfigurationError(exc.variable, exc.rule) from None
 
 
 def _broker_url(env: Mapping[str, str]) -> str:
@@ -140,6 +140,14 @@ class Settings:
     api_key: str = field(default="", repr=False)
     sign_method: str = "md5"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Redis Sentinel (producers.redis_client): the sentinels' (host, port) pairs, the master's
+    #: name and the sentinels' password; none: REDIS_URL's host is the one Redis.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_master: str = ""
+    redis_sentinel_password: str = field(default="", repr=False)
+    #: Replicas that must acknowledge a claim or finish (WAIT), and how long to wait (ms).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
     #: Where the queues live: "" for Redis (REDIS_URL), or RabbitMQ's amqp:// URL.
     broker_url: str = field(default="", repr=False)  # may carry RabbitMQ's password
     #: RabbitMQ: a retry or deferral longer than this (s) is parked in Redis, not held as a
@@ -244,6 +252,7 @@ class Settings:
             raise ConfigurationError(
                 "SENDCLOUD_DEDUP_SAFETY_MARGIN", "must be under 3600 (SendCloud's dedup window)"
             )
+        target = _redis_target(env)
         return cls(
             base_url=(env.get("SENDCLOUD_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
             sms_user=env.get("SENDCLOUD_SMS_USER", ""),
@@ -251,7 +260,12 @@ class Settings:
             api_user=env.get("SENDCLOUD_API_USER", ""),
             api_key=env.get("SENDCLOUD_API_KEY", ""),
             sign_method=sign_method,
-            redis_url=_redis_url(env),
+            redis_url=target.url,
+            redis_sentinels=target.sentinels,
+            redis_master=target.master,
+            redis_sentinel_password=target.sentinel_password,
+            redis_wait_replicas=target.wait_replicas,
+            redis_wait_timeout_ms=target.wait_timeout_ms,
             broker_url=_broker_url(env),
             park_after=_float(env, "SENDCLOUD_PARK_AFTER", 300.0, minimum=1.0),
             connect_timeout=_float(env, "SENDCLOUD_CONNECT_TIMEOUT", 5.0, minimum=0.001),
@@ -308,6 +322,13 @@ class Settings:
         )
 
     @property
+    def redis_target(self) -> RedisTarget:
+        """Where Redis is (its URL, or its sentinels) and what decisive writes wait for."""
+        return RedisTarget(self.redis_url, self.redis_sentinels, self.redis_master,
+                           self.redis_sentinel_password, self.redis_wait_replicas,
+                           self.redis_wait_timeout_ms)
+
+    @property
     def rabbitmq(self) -> bool:
         """The queues live in RabbitMQ."""
         return bool(self.broker_url)
@@ -358,5 +379,6 @@ class Settings:
         """The values that must never be logged, stored or raised."""
         password = urlsplit(self.broker_url.split(";")[0]).password if self.broker_url else None
         values = (self.sms_key, self.api_key, self.verify_secret, self.sms_hook_key,
-                  self.mail_hook_key, self.web_secret, password)
+                  self.mail_hook_key, self.web_secret, password,
+                  self.redis_sentinel_password)
         return tuple(s for s in values if s)

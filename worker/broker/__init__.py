@@ -100,11 +100,15 @@ def make_broker(
 
     ``namespace`` prefixes the Redis broker's keys: workers serve ``dramatiq`` only, so a broker
     in another namespace (the demo's) is served by no deployed worker. On RabbitMQ the Redis
-    client (or URL) is where dead letters' reasons are kept.
+    client (or URL) is where dead letters' reasons are kept. Under Redis Sentinel the client is
+    required (``worker.connections.redis_client``): a URL names one fixed server.
     """
     if redis_client is None and not redis_url:
         raise ValueError("make_broker needs a redis_url or a redis_client")
     settings = settings or Settings.from_env()
+    if redis_client is None and settings.redis_sentinels:
+        raise ValueError("under Redis Sentinel make_broker needs the redis_client that "
+                         "worker.connections makes, which follows the master")
     if settings.rabbitmq:
         from worker.broker.rabbitmq_acks import ChannelBoundRabbitmqBroker
 

@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from producers.errors import SettingError
+    from producers.replication import NotReplicated
     from worker.settings import ConfigurationError
 
     parser = build_parser()
@@ -143,7 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sendcloud-jobs: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        print(f"sendcloud-jobs: error: Redis unreachable ({exc}); check REDIS_URL", file=sys.stderr)
+        print(f"sendcloud-jobs: error: Redis unreachable ({exc}); check REDIS_URL"
+              " (and SENDCLOUD_REDIS_SENTINELS, if set)", file=sys.stderr)
+        return EXIT_USAGE
+    except NotReplicated as exc:
+        # Nothing was enqueued: the same command again is safe.
+        print(f"sendcloud-jobs: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

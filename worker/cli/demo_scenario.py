@@ -192,7 +192,7 @@ class Demo:
         runtime = Runtime(settings, client, lambda: SendCloudClient(settings, transport=transport))
         declare_job_actors(broker, runtime)
         poll_actor = declare_poll_actor(broker, runtime)
-        producer = Producer(broker=broker, redis=client)
+        producer = Producer(broker=broker, redis=client, wait_replicas=0)
         try:
             with self._progress() as progress:
                 keys, campaign_id, poll_note = self._work(

@@ -63,6 +63,14 @@ def display_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
+def redis_place(settings: Settings) -> str:
+    """Where the commands' Redis is, fit for terminals: its URL, or its Sentinel master."""
+    if not settings.redis_sentinels:
+        return display_url(settings.redis_url)
+    sentinels = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+    return f"master {settings.redis_master!r} via sentinels {sentinels}"
+
+
 def connect_redis(settings: Settings, *, fail_fast: bool = False) -> redis.Redis:
     """A client for ``REDIS_URL``; ``fail_fast``: one attempt, short timeouts (health checks)."""
     if fail_fast:
@@ -76,10 +84,10 @@ def check_redis(settings: Settings) -> str:
     try:
         client.ping()
     except redis.RedisError as err:
-        raise CheckFailed(f"redis: {display_url(settings.redis_url)} unreachable ({err})") from None
+        raise CheckFailed(f"redis: {redis_place(settings)} unreachable ({err})") from None
     finally:
         client.close()
-    return f"{display_url(settings.redis_url)} answered PING in {_ms(started)} ms"
+    return f"{redis_place(settings)} answered PING in {_ms(started)} ms"
 
 
 def check_redis_setup(settings: Settings) -> list[str]:
@@ -88,7 +96,7 @@ def check_redis_setup(settings: Settings) -> list[str]:
     try:
         report = inspect(client)
     except redis.RedisError as err:
-        raise CheckFailed(f"redis: {display_url(settings.redis_url)} unreachable ({err})") from None
+        raise CheckFailed(f"redis: {redis_place(settings)} unreachable ({err})") from None
     finally:
         client.close()
     lines = []

@@ -86,6 +86,7 @@ from producers.idempotency import (
     STATE_NEEDS_REVIEW,
     record_key,
 )
+from producers.replication import NotReplicated, run_replicated
 from producers.sms_index import DAY, DEFAULT_WINDOW, INDEX_LUA
 from producers.sms_index import pack as pack_index
 from worker.jobs.campaign import ACCOUNT_LUA
@@ -93,6 +94,10 @@ from worker.jobs.results import flatten
 
 #: SendCloud deduplicates a sendRequestId for this long.
 DEDUP_WINDOW = 3600.0
+#: A claim too few replicas acknowledged is given back, its retry due after this (s).
+UNREPLICATED_CLAIM_RETRY = 1.0
+#: How often a finish is run again (it is idempotent) while too few replicas acknowledge it.
+FINISH_REPLICATION_TRIES = 3
 MAX_SEND_REQUEST_ID = 128
 _PLAIN_ID = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_SEND_REQUEST_ID}}}")
 
@@ -236,11 +241,18 @@ return 1
 # index member, uncertain (1/0), max age of stream entries (s, 0: none), smsId index entries
 # (producers.sms_index.pack), their ttl, then field/value pairs. A campaign chunk's accounting
 # runs in this same script (worker.jobs.campaign), and so does the smsId index's write.
-_FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + INDEX_LUA + """
+# The same finish again (same token: its WAIT found too few replicas) writes nothing new: it
+# answers the first one's entry, and bumps a counter so its own WAIT covers the record.
+_FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + INDEX_LUA + "local final = " + FINAL_LUA_SET + """
 local k = KEYS[1]
-if redis.call('HGET', k, 'state') ~= 'in_flight' or redis.call('HGET', k, 'owner') ~= ARGV[1] then
-    return false
+local state = redis.call('HGET', k, 'state')
+if redis.call('HGET', k, 'owner') ~= ARGV[1] then return false end
+if state and final[state] then
+    local first = redis.call('HGET', k, 'entry')
+    if first then redis.call('HINCRBY', k, 'finish_repeats', 1) end
+    return first or false
 end
+if state ~= 'in_flight' then return false end
 local now = sendcloud_now(ARGV[2])
 local nows = sendcloud_fmt(now)
 if ARGV[8] == '1' and not redis.call('HGET', k, 'uncertain_since') then
@@ -256,6 +268,7 @@ for i = 12, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+redis.call('HSET', k, 'entry', entry)
 local max_age = tonumber(ARGV[9])
 if max_age > 0 then
     -- Entry ids are Redis's own milliseconds: older than max_age goes, whole nodes at a time.
@@ -349,9 +362,14 @@ class JobLedger:
 
     def __init__(
         self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int, namespace: str = "",
-        max_age: int = 0, receipt_window: int = DEFAULT_WINDOW,
+        max_age: int = 0, receipt_window: int = DEFAULT_WINDOW, wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.client = client
+        #: SENDCLOUD_REDIS_WAIT_REPLICAS: claims and finishes are decided once this many
+        #: replicas have them (producers.replication).
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         # A day's index keys live past the window of its last entry.
         self.index_ttl = receipt_window + DAY
         self.lease = lease
@@ -386,15 +404,23 @@ class JobLedger:
             keys.append(pause_key)
         since = "" if enqueued_at is None else repr(enqueued_at)
         request_id = send_request_id(key, self.namespace)
-        reply = [_text(part) for part in self._claim(
-            keys=keys,
-            args=[message_id, _time_arg(now), repr(self.lease), self.ttl, kind, since, key,
-                  request_id, send_request_id(key)],
-        )]
+        raw, acknowledged = run_replicated(
+            self.client, self._claim, keys,
+            [message_id, _time_arg(now), repr(self.lease), self.ttl, kind, since, key,
+             request_id, send_request_id(key)],
+            replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
+        )  # fmt: skip
+        reply = [_text(part) for part in raw]
         if reply[0] == "final":
             return Claim("final", final_state=reply[1])
         if reply[0] == "busy":
             return Claim("busy", busy_for=max(0.0, float(reply[1])))
+        if acknowledged < self.wait_replicas:
+            # A claim the promoted replica may not have would let another copy send too (and
+            # with takeovers miscounted): give it back, uncounted, before anything is sent.
+            self.release(key, reply[5], now, uncertain=False, refund=True,
+                         error="claim not replicated", delay=UNREPLICATED_CLAIM_RETRY)
+            raise NotReplicated(f"the claim of {key!r}", acknowledged, self.wait_replicas)
         return Claim(
             "claimed",
             attempts=int(reply[1]),
@@ -463,7 +489,13 @@ class JobLedger:
         this attempt may have taken effect, so the record keeps ``uncertain_since``.
         ``stream_record``: what the stream entry holds, when not all of ``record`` (a campaign
         chunk's packed smsIds stay in its record only). ``sms_ids``: what SendCloud gave each of
-        the job's phones, in their order (None where refused), for the smsId index."""
+        the job's phones, in their order (None where refused), for the smsId index.
+
+        With ``wait_replicas``, the finish is run again (the same token answers the first
+        entry, writing no second record) until that many replicas have it, a few times, then
+        :class:`~producers.replication.NotReplicated` is raised: the job's message is retried,
+        and its claim then finds it final (or, after a failover that lost it, sends again
+        under the same sendRequestId, which SendCloud deduplicates)."""
         state = OUTCOME_STATES[outcome]
         args: list[str | int | bytes] = [
             token, _time_arg(now), state, json.dumps(dict(record)), self.maxlen, self.ttl, key,
@@ -471,8 +503,17 @@ class JobLedger:
         ]
         for name, value in flatten(record if stream_record is None else stream_record).items():
             args += [name, value]
-        entry = self._finish(keys=[record_key(key), stream, RECONCILE_KEY], args=args)
-        return None if entry is None else _text(entry)
+        acknowledged = 0
+        for _ in range(FINISH_REPLICATION_TRIES):
+            entry, acknowledged = run_replicated(
+                self.client, self._finish, [record_key(key), stream, RECONCILE_KEY], args,
+                replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
+            )  # fmt: skip
+            if entry is None:
+                return None
+            if acknowledged >= self.wait_replicas:
+                return _text(entry)
+        raise NotReplicated(f"the final record of {key!r}", acknowledged, self.wait_replicas)
 
     def get(self, key: str) -> dict[str, Any]:
         raw = self.client.hgetall(record_key(key))

@@ -42,14 +42,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import redis
 import structlog
 
 from producers.chunk_results import compact
 from producers.contract import SMS_RESULTS_STREAM
+from producers.replication import NotReplicated
 from worker import metrics
 from worker.jobs import policy
 from worker.jobs.campaign import CANCELLED_MESSAGE, cancel_requested
-from worker.jobs.idempotency import Claim, JobLedger, window_left
+from worker.jobs.idempotency import UNREPLICATED_CLAIM_RETRY, Claim, JobLedger, window_left
 from worker.jobs.pause import AccountPause
 from worker.jobs.results import Ending, accepted_sms_ids
 from worker.jobs.verification import count_verification_sent
@@ -197,6 +199,8 @@ class JobRunner:
             namespace=settings.request_id_namespace,
             max_age=settings.results_max_age,
             receipt_window=settings.receipt_window,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
         self.pause = AccountPause(
             runtime.redis,
@@ -222,11 +226,16 @@ class JobRunner:
         """Run one delivery of a job; the final outcome written, or None (replayed / lost)."""
         key = str(payload["key"])
         enqueued = payload.get("enqueued_at")
-        claim = self.ledger.claim(
-            key, message_id, self._given(), kind=job.kind(payload),
-            enqueued_at=float(enqueued) if isinstance(enqueued, int | float) else None,
-            pause_key=self.pause.key if job.sends_sms else None,
-        )
+        try:
+            claim = self.ledger.claim(
+                key, message_id, self._given(), kind=job.kind(payload),
+                enqueued_at=float(enqueued) if isinstance(enqueued, int | float) else None,
+                pause_key=self.pause.key if job.sends_sms else None,
+            )
+        except NotReplicated as exc:
+            # Given back already: sending on a claim a failover may undo could send twice.
+            log.warning("job.claim_not_replicated", replicas=exc.acknowledged, wanted=exc.wanted)
+            raise dramatiq.Retry(delay=_ms(UNREPLICATED_CLAIM_RETRY + self.jitter())) from None
         if claim.status == "final":
             log.info("job.replayed", state=claim.final_state)
             return None
@@ -244,14 +253,25 @@ class JobRunner:
                 return self._run_claimed(attempt)
             except (dramatiq.Retry, PermanentJobFailure, ClaimLost):
                 raise
+            except NotReplicated as exc:
+                # The final record is on the primary; the retry's claim finds it there, or,
+                # after a failover that lost it, sends again under the same sendRequestId.
+                log.warning("job.finish_not_replicated", replicas=exc.acknowledged,
+                            wanted=exc.wanted)
+                raise dramatiq.Retry(delay=_ms(UNREPLICATED_CLAIM_RETRY + self.jitter())
+                                     ) from None
             except ConfigurationError as exc:
                 # A worker's setting is missing: said plainly, retried (it may be fixed soon).
                 log.error("job.misconfigured", error=str(exc))
                 return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
             except Exception as exc:
                 # A bug or a Redis/infrastructure failure: give the claim back and retry like a
-                # transient error; if it struck mid-call the send may have happened.
-                log.exception("job.unexpected_error", error=type(exc).__name__)
+                # transient error; if it struck mid-call the send may have happened. Redis
+                # away (a restart, a Sentinel failover's switch) needs no traceback.
+                if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                    log.warning("job.redis_unreachable", error=type(exc).__name__)
+                else:
+                    log.exception("job.unexpected_error", error=type(exc).__name__)
                 return self._retry_or_fail(attempt, exc, uncertain=attempt.calling)
         except ClaimLost:
             # A newer attempt holds the claim (this one stalled past its lease, or its message

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
 from producers import Producer
-from producers.brokers import BROKER_NAMESPACE, build_broker
+from producers.brokers import BROKER_NAMESPACE, rabbitmq_broker
 from worker.connections import redis_client
 from worker.settings import Settings
 from worker.web.api.campaigns import campaign_routes
@@ -47,7 +47,7 @@ def producer_for(settings: Settings) -> Iterator[Producer]:
     ``SENDCLOUD_BROKER_URL``, else Redis), idempotency TTL and code expiry, as the CLI's; its
     Redis client is made by worker.connections, with a timeout. Closed on leaving."""
     client = redis_client(settings, timeout=PRODUCER_REDIS_TIMEOUT, retries=1)
-    broker = (build_broker(settings.redis_url, settings.broker_url) if settings.broker_url
+    broker = (rabbitmq_broker(settings.broker_url) if settings.broker_url
               else RedisBroker(client=client, namespace=BROKER_NAMESPACE))
     try:
         yield Producer(broker, redis=client, idempotency_ttl=settings.idempotency_ttl,
