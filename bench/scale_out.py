@@ -143,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--groups: comma-separated whole numbers, got {args.groups!r}")
     if not counts or counts[0] < 1 or 1 not in counts:
         parser.error("--groups must include 1 (the baseline) and only counts >= 1")
+    for name in ("threads", "capacity", "n"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.latency <= 0:
+        parser.error(f"--latency must be above 0 (the capacity needs a time), got {args.latency}")
     logs = log_dir(args.log_dir)
     rounds: list[dict[str, Any]] = []
     with throwaway_redis() as redis_url, broker_url(args.broker) as amqp, \

@@ -17,6 +17,9 @@ worker as it runs it. The layout (the worker's claim / release / complete use th
   ``created_at``  epoch seconds as decimal text, e.g. ``1732300000.123456``.
   ``updated_at``  same format; the producer sets it equal to ``created_at``.
   ``result``      JSON text of the final result, written by the worker; absent until then.
+  ``reservers``   reservations made while the record was ``queued`` (1 at creation): a
+                  reservation WAIT did not cover is taken back only if no other call has
+                  reserved the record since (see :data:`_UNDO_LUA`).
 
 * TTL: set once, at creation, to the producer's ``idempotency_ttl`` (default 24 h); a
   re-reservation does not extend it.
@@ -89,11 +92,16 @@ for i = 2, #KEYS do
         if not redis.call('HGET', key, 'hash') then
             redis.call('HSET', key, 'hash', ARGV[3 * i - 3])
         end
+        if states[i] == 'queued' then
+            -- A write of this call's own: its WAIT then covers the record it will enqueue for,
+            -- and an undo by the call that created it leaves the record to this one.
+            redis.call('HINCRBY', key, 'reservers', 1)
+        end
         out[#out + 1] = '0'
         out[#out + 1] = states[i]
     else
         redis.call('HSET', key, 'hash', ARGV[3 * i - 3], 'kind', ARGV[3 * i - 2],
-                   'state', 'queued', 'created_at', now, 'updated_at', now)
+                   'state', 'queued', 'created_at', now, 'updated_at', now, 'reservers', 1)
         if ARGV[3 * i - 1] ~= '' then
             redis.call('HSET', key, 'job', ARGV[3 * i - 1])
             redis.call('ZADD', KEYS[1], due, string.sub(key, #RECORD_PREFIX + 1))
@@ -110,12 +118,17 @@ return out
 # KEYS: the reconcile index, then the records a reservation created. ARGV: their hashes.
 # Takes back a reservation whose records too few replicas acknowledged: nothing was enqueued
 # for them, and no worker can have claimed them (the reconciler waits queued_after first).
+# A record another call reserved meanwhile (``reservers`` > 1) may have a message: it stays.
 _UNDO_LUA = """
 for i = 2, #KEYS do
-    local stored = redis.call('HMGET', KEYS[i], 'hash', 'state', 'fence')
+    local stored = redis.call('HMGET', KEYS[i], 'hash', 'state', 'fence', 'reservers')
     if stored[1] == ARGV[i - 1] and stored[2] == 'queued' and not stored[3] then
-        redis.call('DEL', KEYS[i])
-        redis.call('ZREM', KEYS[1], string.sub(KEYS[i], #RECORD_PREFIX + 1))
+        if tonumber(stored[4] or '1') > 1 then
+            redis.call('HINCRBY', KEYS[i], 'reservers', -1)
+        else
+            redis.call('DEL', KEYS[i])
+            redis.call('ZREM', KEYS[1], string.sub(KEYS[i], #RECORD_PREFIX + 1))
+        end
     end
 end
 return 1
@@ -260,7 +273,6 @@ class IdempotencyStore:
                            args=[digest for _, digest in created])
             raise NotReplicated(f"the reservation of {items[0][0]!r}", acknowledged,
                                 self.wait_replicas)
-        return reservations
         return reservations
 
     def get(self, key: str) -> dict[str, Any] | None:

@@ -36,6 +36,9 @@ from producers.errors import SettingError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_WAIT_TIMEOUT_MS = 500
+#: A WAIT must end well inside every client's socket timeout (the web API's is 5 s): a call
+#: that timed out would leave its reservation on the primary without the undo.
+MAX_WAIT_TIMEOUT_MS = 2000
 SENTINELS_VARIABLE = "SENDCLOUD_REDIS_SENTINELS"
 MASTER_VARIABLE = "SENDCLOUD_REDIS_MASTER"
 SENTINEL_PASSWORD_VARIABLE = "SENDCLOUD_REDIS_SENTINEL_PASSWORD"
@@ -48,7 +51,7 @@ _SCHEMES = ("redis://", "rediss://", "unix://")
 class RedisTarget:
     """How to reach the product's Redis, and how many replicas its decisive writes wait for."""
 
-    url: str = DEFAULT_REDIS_URL
+    url: str = field(default=DEFAULT_REDIS_URL, repr=False)  # may hold the data password
     sentinels: tuple[tuple[str, int], ...] = ()
     master: str = ""
     sentinel_password: str = field(default="", repr=False)
@@ -72,12 +75,14 @@ def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
-def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int,
+           maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise SettingError(name, f"must be a whole number of at least {minimum}, got {raw!r}")
+    if not raw.isdigit() or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise SettingError(name, f"must be a whole number {bound}, got {raw!r}")
     return int(raw)
 
 
@@ -110,7 +115,8 @@ def parse_redis_target(env: Mapping[str, str], url: str | None = None) -> RedisT
         master=master,
         sentinel_password=env.get(SENTINEL_PASSWORD_VARIABLE, ""),
         wait_replicas=_whole(env, WAIT_REPLICAS_VARIABLE, 1 if sentinels else 0, minimum=0),
-        wait_timeout_ms=_whole(env, WAIT_TIMEOUT_VARIABLE, DEFAULT_WAIT_TIMEOUT_MS, minimum=1),
+        wait_timeout_ms=_whole(env, WAIT_TIMEOUT_VARIABLE, DEFAULT_WAIT_TIMEOUT_MS, minimum=1,
+                               maximum=MAX_WAIT_TIMEOUT_MS),
     )
 
 

@@ -27,6 +27,7 @@ how many are being served and how many wait.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Iterator
@@ -48,9 +49,10 @@ class FaultConfig:
     capacity: float = 0  # a whole number; stored as an int
 
     def __post_init__(self) -> None:
-        if self.latency < 0:
-            raise ValueError(f"latency must be >= 0, got {self.latency}")
-        if self.capacity < 0 or self.capacity != int(self.capacity):
+        if not math.isfinite(self.latency) or self.latency < 0:
+            raise ValueError(f"latency must be a finite number >= 0, got {self.latency}")
+        if not math.isfinite(self.capacity) or self.capacity < 0 \
+                or self.capacity != int(self.capacity):
             raise ValueError(f"capacity must be a whole number >= 0, got {self.capacity}")
         object.__setattr__(self, "capacity", int(self.capacity))  # 8.0 from JSON is 8
         for field in fields(self):

@@ -154,3 +154,12 @@ def test_a_path_holding_a_newline_still_gets_the_api_s_json_answer(
     answer = a.http.get("/campaigns/a%0Ab/report", headers=a.auth("read"))
     assert answer.status_code == 422
     assert answer.json()["error"]["field"] == "campaign_id"
+
+
+def test_a_reservation_not_replicated_is_a_503_to_retry() -> None:
+    from producers import NotReplicated
+    from worker.web.api.routing import as_api_error
+
+    error = as_api_error(NotReplicated("the reservation of 'k'", 0, 1))
+    assert error is not None and error.status == 503
+    assert error.headers == {"Retry-After": "1"} and error.rule == "not replicated in time; retry"

@@ -94,6 +94,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def sim() -> Iterator[SimHost]:
     with SimHost(latency={"*": LATENCY}, templates=[TEMPLATE_ID]) as host:
+        # One call at a time: the drain takes CHUNKS * LATENCY however fast the workers are,
+        # so the campaign is still running when the test cancels it, on a loaded machine too.
+        host.admin.set_faults("*", latency=LATENCY, capacity=1)
         yield host
 
 

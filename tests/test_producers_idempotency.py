@@ -36,10 +36,30 @@ def test_reserve_creates_a_queued_record_with_the_documented_layout(
 ) -> None:
     assert store.reserve("k1", "h1", "sms", ttl=600) == Reservation(created=True, state="queued")
     raw = redis_client.hgetall("sendcloud:idem:k1")
-    assert set(raw) == {b"hash", b"kind", b"state", b"created_at", b"updated_at"}
+    assert set(raw) == {b"hash", b"kind", b"state", b"created_at", b"updated_at", b"reservers"}
     assert (raw[b"hash"], raw[b"kind"], raw[b"state"]) == (b"h1", b"sms", b"queued")
     assert raw[b"created_at"] == raw[b"updated_at"]
     assert 0 < redis_client.ttl("sendcloud:idem:k1") <= 600
+
+
+def test_an_undo_keeps_a_record_another_call_reserved_meanwhile(
+    store: IdempotencyStore, redis_client: redis.Redis
+) -> None:
+    """A reservation whose WAIT failed is taken back, unless another call reserved the same
+    record before the undo ran: that call may have enqueued on the strength of it."""
+    from producers.contract import RECONCILE_KEY
+
+    def undo(key: str) -> None:  # as reserve_many does after too few replicas acknowledged
+        store._undo(keys=[RECONCILE_KEY, record_key(key)], args=["h1"])
+
+    store.reserve("raced", "h1", "sms")
+    assert store.reserve("raced", "h1", "sms").should_enqueue  # another caller, same job
+    undo("raced")
+    assert redis_client.hget(record_key("raced"), "reservers") == b"1"
+    assert store.get("raced") is not None
+    store.reserve("alone", "h1", "sms")
+    undo("alone")
+    assert not redis_client.exists(record_key("alone"))
 
 
 def test_reserve_again_returns_the_current_state_and_keeps_the_ttl(

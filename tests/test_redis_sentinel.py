@@ -52,7 +52,9 @@ SENTINELS = {"SENDCLOUD_REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2:26379",
      "must be redis:// or rediss://"),
     ({"SENDCLOUD_REDIS_WAIT_REPLICAS": "-1"}, "SENDCLOUD_REDIS_WAIT_REPLICAS", "whole number"),
     ({"SENDCLOUD_REDIS_WAIT_REPLICAS": "one"}, "SENDCLOUD_REDIS_WAIT_REPLICAS", "whole number"),
-    ({"SENDCLOUD_REDIS_WAIT_TIMEOUT_MS": "0"}, "SENDCLOUD_REDIS_WAIT_TIMEOUT_MS", "at least 1"),
+    ({"SENDCLOUD_REDIS_WAIT_TIMEOUT_MS": "0"}, "SENDCLOUD_REDIS_WAIT_TIMEOUT_MS", "from 1 to 2000"),
+    ({"SENDCLOUD_REDIS_WAIT_TIMEOUT_MS": "5000"}, "SENDCLOUD_REDIS_WAIT_TIMEOUT_MS",
+     "from 1 to 2000"),
 ])
 def test_bad_sentinel_settings_name_the_variable_and_the_rule(
     env: dict[str, str], variable: str, rule: str

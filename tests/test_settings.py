@@ -151,3 +151,9 @@ def test_the_receiver_needs_a_hook_key_and_not_an_api_key() -> None:
             Settings.from_env({**FULL, variable: FULL[credential]}).require_hook_key()
         assert info.value.variable == variable
         assert FULL[credential] not in str(info.value)
+
+
+def test_the_redis_password_is_a_secret_and_out_of_the_target_repr() -> None:
+    settings = Settings.from_env({"REDIS_URL": "redis://:data-pass-1@10.0.0.5:6379/2"})
+    assert "data-pass-1" in settings.secrets
+    assert "data-pass-1" not in repr(settings.redis_target) + repr(settings)

@@ -218,11 +218,14 @@ def test_capacity_serves_that_many_at_once_and_queues_the_rest(setup, monkeypatc
 
 def test_capacity_must_be_a_whole_number(setup):
     sim, client = setup
-    for bad in (-1, 2.5):
+    for bad in (-1, 2.5, float("inf")):
         with pytest.raises(ValueError, match="capacity must be a whole number >= 0"):
             sim.faults.set("/smsapi/send", capacity=bad)
     response = client.http.post("/_sim/faults", json={"endpoint": "/smsapi/send",
                                                       "capacity": 1.5})
     assert response.status_code == 400 and "capacity" in response.json()["error"]
+    endless = client.http.post("/_sim/faults", content=b'{"capacity": Infinity}',
+                               headers={"content-type": "application/json"})
+    assert endless.status_code == 400 and "capacity" in endless.json()["error"]
     assert client.http.post("/_sim/faults", json={"capacity": 3}).status_code == 200
     assert sim.faults.configs()["*"].capacity == 3

@@ -139,7 +139,7 @@ class Settings:
     api_user: str = ""
     api_key: str = field(default="", repr=False)
     sign_method: str = "md5"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     #: Redis Sentinel (producers.redis_client): the sentinels' (host, port) pairs, the master's
     #: name and the sentinels' password; none: REDIS_URL's host is the one Redis.
     redis_sentinels: tuple[tuple[str, int], ...] = ()
@@ -378,7 +378,8 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """The values that must never be logged, stored or raised."""
         password = urlsplit(self.broker_url.split(";")[0]).password if self.broker_url else None
+        redis_password = urlsplit(self.redis_url).password if self.redis_url else None
         values = (self.sms_key, self.api_key, self.verify_secret, self.sms_hook_key,
-                  self.mail_hook_key, self.web_secret, password,
+                  self.mail_hook_key, self.web_secret, password, redis_password,
                   self.redis_sentinel_password)
         return tuple(s for s in values if s)

@@ -416,8 +416,9 @@ class JobLedger:
         if reply[0] == "busy":
             return Claim("busy", busy_for=max(0.0, float(reply[1])))
         if acknowledged < self.wait_replicas:
-            # A claim the promoted replica may not have would let another copy send too (and
-            # with takeovers miscounted): give it back, uncounted, before anything is sent.
+            # A claim the promoted replica may not have would let another copy send too: give
+            # it back before anything is sent. Its attempt is refunded; the fence and any
+            # takeover it counted stay (they only ever grow, which fencing needs).
             self.release(key, reply[5], now, uncertain=False, refund=True,
                          error="claim not replicated", delay=UNREPLICATED_CLAIM_RETRY)
             raise NotReplicated(f"the claim of {key!r}", acknowledged, self.wait_replicas)

@@ -26,6 +26,7 @@ from producers import (
     CampaignDiscarded,
     CampaignNotFound,
     IdempotencyConflict,
+    NotReplicated,
     ProducerValidationError,
     SettingError,
     VerificationRefused,
@@ -76,6 +77,10 @@ def as_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, SettingError):
         # The deployment's mistake, not the caller's: named, so the operator can fix it.
         return ApiError(503, None, "the server is not configured for this call", str(exc))
+    if isinstance(exc, NotReplicated):
+        # Taken back, nothing enqueued: the same call again is safe (and idempotent).
+        return ApiError(503, None, "not replicated in time; retry", str(exc),
+                        headers={"Retry-After": "1"})
     if isinstance(exc, RedisError):
         return ApiError(503, None, "Redis is unreachable; try again", "Redis is unreachable")
     return None
