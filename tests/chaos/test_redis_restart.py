@@ -154,9 +154,18 @@ def test_a_stalled_worker_writes_nothing(
     def takeovers() -> int:
         return sum(int(client.hget(record_key(k), "takeovers") or 0) for k in jobs)
 
+    def in_flight() -> int:
+        with client.pipeline(transaction=False) as pipe:
+            for k in jobs:
+                pipe.hget(record_key(k), "state")
+            return sum(state == b"in_flight" for state in pipe.execute())
+
     with worker_groups(stalled, reconcile):
         stalled.wait_ready(client)
-        assert wait_for(lambda: sim_host.count() >= 4, chaos_size.deadline), logs()
+        # Stopped mid-call: only the stalled group runs, so a job in flight is one of its
+        # own (each call takes a second); stopped between calls, it would hold nothing.
+        assert wait_for(lambda: sim_host.count() >= 4 and in_flight() > 0,
+                        chaos_size.deadline), logs()
         stalled.signal(signal.SIGSTOP)
         with worker_groups(healthy):
             # Stopped until its jobs are taken over (after the lease or the heartbeat timeout,
