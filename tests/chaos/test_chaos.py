@@ -240,3 +240,5 @@ def test_nothing_lost_doubled_or_left_behind(
     takeovers = sum(int(client.hget(f"{RECORD_PREFIX}{k}", "takeovers") or 0)
                     for k in expected_keys)
     assert takeovers > 0, events
+    print(f"chaos on {'rabbitmq' if queues.vhost else 'redis'}: {chaos_size.numbers} numbers, "
+          f"{len(codes)} codes, {sim_host.count()} sends, {takeovers} takeovers; {events}")
