@@ -44,6 +44,7 @@ from bench.common import (
     common_arguments,
     drain_seconds,
     log_dir,
+    rabbitmq_vhost,
     report,
     throwaway_redis,
     wait_for,
@@ -262,16 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def rabbitmq_main(args: argparse.Namespace) -> int:
     """The same campaign enqueued and drained twice in one run, with the queues in Redis, then
     in RabbitMQ (a vhost of the run's own); ratios are RabbitMQ's against Redis's."""
-    from bench.scale_out import broker_url
-
     logs = log_dir(args.log_dir)
     sides: dict[str, dict[str, Any]] = {}
-    with throwaway_redis() as redis_url, broker_url("rabbitmq") as amqp, \
+    with throwaway_redis() as redis_url, rabbitmq_vhost("bench.campaign") as vhost, \
             tempfile.TemporaryDirectory() as tmp:
         base = redis_url.rsplit("/", 1)[0]
         path = Path(tmp) / "numbers.txt"
         write_numbers(path, args.n)
-        for side, db, url in (("redis", 0, ""), ("rabbitmq", 1, amqp)):
+        for side, db, url in (("redis", 0, ""), ("rabbitmq", 1, vhost.url)):
             enqueued = run_child("campaign", f"{base}/{db}", path, url)
             drained = drain(f"{base}/{db}", args.latency, args.processes, args.threads,
                             args.drain_deadline, logs / side, url)

@@ -428,6 +428,22 @@ def worker_groups(*groups: WorkerGroup) -> Iterator[tuple[WorkerGroup, ...]]:
             group.stop(timeout=15)
 
 
+@contextmanager
+def rabbitmq_vhost(bench: str) -> Iterator[Any]:
+    """A RabbitMQ vhost of this run's own (``tests.rabbitmq_server.RabbitVhost``), deleted
+    after; ``bench`` exits with one line when the machine's RabbitMQ cannot be used."""
+    from tests.rabbitmq_server import create_vhost, unavailable
+
+    why = unavailable()
+    if why is not None:
+        raise SystemExit(f"{bench} --broker rabbitmq: {why}")
+    vhost = create_vhost()
+    try:
+        yield vhost
+    finally:
+        vhost.delete()
+
+
 def drain_seconds(client: redis.Redis, campaign_id: str) -> float:
     """First chunk claimed to the campaign's ``finished_at``, both Redis-clock stamps."""
     from producers.campaign import campaign_key, chunk_key

@@ -51,6 +51,7 @@ from bench.common import (
     cpu_seconds,
     log_dir,
     mainland,
+    rabbitmq_vhost,
     report,
     throwaway_redis,
     wait_for,
@@ -314,24 +315,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def rabbitmq_main(args: argparse.Namespace) -> int:
     """Ours with the queues in RabbitMQ (a vhost of the run's own on the machine's RabbitMQ)
     against ours on Redis, alternating in each round; ``ratio`` = RabbitMQ / Redis jobs/s."""
-    from tests.rabbitmq_server import create_vhost, unavailable
-
-    why = unavailable()
-    if why is not None:
-        raise SystemExit(f"bench.overhead --broker rabbitmq: {why}")
     logs = log_dir(args.log_dir)
     rounds: list[dict[str, Any]] = []
-    vhost = create_vhost()
-    try:
-        with throwaway_redis() as redis_url, SimHost() as sim:
-            for _ in range(args.rounds):
-                rounds.append({side: run_side(
-                    side, redis_url=redis_url, sim=sim, n=args.n, processes=args.processes,
-                    threads=args.threads, logs=logs, broker_url=url,
-                ) for side, url in (("ours", ""), ("rabbitmq", vhost.url))})  # fmt: skip
-                vhost.reset()
-    finally:
-        vhost.delete()
+    with rabbitmq_vhost("bench.overhead") as vhost, throwaway_redis() as redis_url, \
+            SimHost() as sim:
+        for _ in range(args.rounds):
+            rounds.append({side: run_side(
+                side, redis_url=redis_url, sim=sim, n=args.n, processes=args.processes,
+                threads=args.threads, logs=logs, broker_url=url,
+            ) for side, url in (("ours", ""), ("rabbitmq", vhost.url))})  # fmt: skip
+            vhost.reset()
     ratios = [r["rabbitmq"]["jobs_per_s"] / r["ours"]["jobs_per_s"] for r in rounds]
     last = rounds[-1]
     figures: dict[str, Any] = {

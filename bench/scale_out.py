@@ -29,8 +29,8 @@ bench/results/scale_out[-rabbitmq].json.
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from bench.common import (
     drain_seconds,
     log_dir,
     mainland,
+    rabbitmq_vhost,
     report,
     throwaway_redis,
     wait_for,
@@ -56,42 +57,23 @@ from bench.common import (
 CHUNK = 2000
 
 
-@contextlib.contextmanager
-def broker_url(kind: str) -> Iterator[str]:
-    """``""`` for the Redis broker; for RabbitMQ, a vhost of this run's own, deleted after."""
-    if kind == "redis":
-        yield ""
-        return
-    from tests.rabbitmq_server import create_vhost, unavailable
-
-    why = unavailable()
-    if why is not None:
-        raise SystemExit(f"bench.scale_out --broker rabbitmq: {why}")
-    vhost = create_vhost()
-    try:
-        yield vhost.url
-    finally:
-        vhost.delete()
-
-
-def consumers(amqp: str, queue: str, hosts: int) -> Callable[[], int] | None:
+def consumers(vhost: Any, queue: str, hosts: int) -> Callable[[], int] | None:
     """On RabbitMQ, how many consumers ``queue`` has (each host's one counts once every host
-    is up); on Redis None, and readiness is read from the broker's heartbeats."""
-    if not amqp:
+    is up); on Redis (no ``vhost``) None, and readiness is read from the broker's heartbeats."""
+    if vhost is None:
         return None
-    from tests.rabbitmq_server import RabbitVhost
-
-    vhost = RabbitVhost(amqp.rsplit("/", 1)[1])
-    return lambda: vhost.consumers(queue) // hosts
+    return lambda: int(vhost.consumers(queue)) // hosts
 
 
-def one_round(groups: int, *, index: int, redis_url: str, amqp: str, sim: SimHost, n: int,
+def one_round(groups: int, *, index: int, redis_url: str, vhost: Any, sim: SimHost, n: int,
               threads: int, deadline: float, logs: Path) -> dict[str, Any]:
-    """Enqueue a campaign of ``n`` numbers of its own, drain it with ``groups`` groups."""
+    """Enqueue a campaign of ``n`` numbers of its own, drain it with ``groups`` groups (the
+    queues in RabbitMQ's ``vhost`` when one is given)."""
     from producers import Producer, start_campaign
     from producers.campaign import campaign_key
     from producers.contract import SMS_QUEUE
 
+    amqp = vhost.url if vhost is not None else ""
     campaign_id = f"scale-{groups}-{index}"
     client = redis.Redis.from_url(redis_url)
     hosts = [
@@ -108,7 +90,7 @@ def one_round(groups: int, *, index: int, redis_url: str, amqp: str, sim: SimHos
     with worker_groups(*hosts):
         # Every host consumes before the campaign starts: a host still booting is not a host.
         for host in hosts:
-            host.wait_ready(client, consumers=consumers(amqp, SMS_QUEUE, len(hosts)))
+            host.wait_ready(client, consumers=consumers(vhost, SMS_QUEUE, len(hosts)))
         producer = Producer(redis_url=redis_url, broker_url=amqp)
         try:
             numbers = (mainland(index * 10_000_000 + i) for i in range(n))
@@ -150,11 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--latency must be above 0 (the capacity needs a time), got {args.latency}")
     logs = log_dir(args.log_dir)
     rounds: list[dict[str, Any]] = []
-    with throwaway_redis() as redis_url, broker_url(args.broker) as amqp, \
+    on_rabbitmq = args.broker == "rabbitmq"
+    with throwaway_redis() as redis_url, \
+            (rabbitmq_vhost("bench.scale_out") if on_rabbitmq else nullcontext()) as vhost, \
             SimHost(latency={"/smsapi/send": args.latency}) as sim:
         sim.admin.set_faults("/smsapi/send", latency=args.latency, capacity=args.capacity)
         for index, groups in enumerate(counts):
-            rounds.append(one_round(groups, index=index, redis_url=redis_url, amqp=amqp,
+            rounds.append(one_round(groups, index=index, redis_url=redis_url, vhost=vhost,
                                     sim=sim, n=args.n, threads=args.threads,
                                     deadline=args.deadline, logs=logs))
         delivered, most = sim.spread()
