@@ -43,6 +43,7 @@ import redis
 
 from producers.contract import DEFAULT_QUEUED_AFTER, KEY_PREFIX, RECONCILE_KEY
 from producers.errors import IdempotencyConflict
+from producers.redis_client import DEFAULT_WAIT_TIMEOUT_MS
 from producers.replication import NotReplicated, run_replicated
 
 RECORD_PREFIX = f"{KEY_PREFIX}idem:"
@@ -200,7 +201,7 @@ class IdempotencyStore:
 
     def __init__(
         self, client: redis.Redis, *, queued_after: int = DEFAULT_QUEUED_AFTER,
-        wait_replicas: int = 0, wait_timeout_ms: int = 500,
+        wait_replicas: int = 0, wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
     ) -> None:
         self.client = client
         self.queued_after = queued_after

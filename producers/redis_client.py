@@ -146,6 +146,16 @@ def sentinel_kwargs(target: RedisTarget, extra: Mapping[str, Any]) -> dict[str, 
     return kwargs
 
 
+def master_for(target: RedisTarget, sentinel_class: Any, **kwargs: Any) -> Any:
+    """The client of the master the target's sentinels name, from ``sentinel_class``
+    (redis-py's ``Sentinel``, or its asyncio twin): the sentinels asked with their own
+    password and the caller's timeouts, the data nodes with ``REDIS_URL``'s options."""
+    sentinel = sentinel_class(list(target.sentinels),
+                              sentinel_kwargs=sentinel_kwargs(target, kwargs),
+                              **node_kwargs(target.url))
+    return sentinel.master_for(target.master, **kwargs)
+
+
 def redis_from_target(target: RedisTarget, **kwargs: Any) -> redis.Redis:
     """A blocking client of the target's master. Under Sentinel it asks the sentinels where the
     master is whenever it connects, and drops its connections when the master they name
@@ -153,10 +163,8 @@ def redis_from_target(target: RedisTarget, **kwargs: Any) -> redis.Redis:
     demoted master's ``READONLY`` answer), which callers treat as Redis being away."""
     if not target.uses_sentinel:
         return redis.Redis.from_url(target.url, **kwargs)
-    sentinel = Sentinel(list(target.sentinels),
-                        sentinel_kwargs=sentinel_kwargs(target, kwargs),
-                        **node_kwargs(target.url))
-    return sentinel.master_for(target.master, **kwargs)
+    client: redis.Redis = master_for(target, Sentinel, **kwargs)
+    return client
 
 
 def redis_from_env(url: str | None = None, **kwargs: Any) -> redis.Redis:

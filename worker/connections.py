@@ -19,7 +19,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from producers.redis_client import node_kwargs, redis_from_target, sentinel_kwargs
+from producers.redis_client import master_for, redis_from_target
 from worker.settings import Settings
 
 
@@ -48,9 +48,6 @@ def async_redis_client(settings: Settings, *, timeout: float | None = None,
         kwargs["retry"] = AsyncRetry(NoBackoff(), retries)
     target = settings.redis_target
     if not target.uses_sentinel:
-        return aioredis.Redis.from_url(settings.redis_url, **kwargs)
-    sentinel = AsyncSentinel(list(target.sentinels),
-                             sentinel_kwargs=sentinel_kwargs(target, kwargs),
-                             **node_kwargs(target.url))
-    client: aioredis.Redis = sentinel.master_for(target.master, **kwargs)
+        return aioredis.Redis.from_url(target.url, **kwargs)
+    client: aioredis.Redis = master_for(target, AsyncSentinel, **kwargs)
     return client

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from producers.errors import SettingError
-from producers.redis_client import RedisTarget, parse_redis_target
+from producers.redis_client import (
+    DEFAULT_REDIS_URL,
+    DEFAULT_WAIT_TIMEOUT_MS,
+    RedisTarget,
+    parse_redis_target,
+)
 
 DEFAULT_BASE_URL = "https://api.sendcloud.net"
 SIGN_METHODS = ("md5", "sha256")
@@ -139,7 +144,7 @@ class Settings:
     api_user: str = ""
     api_key: str = field(default="", repr=False)
     sign_method: str = "md5"
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)  # may hold a password
     #: Redis Sentinel (producers.redis_client): the sentinels' (host, port) pairs, the master's
     #: name and the sentinels' password; none: REDIS_URL's host is the one Redis.
     redis_sentinels: tuple[tuple[str, int], ...] = ()
@@ -147,7 +152,7 @@ class Settings:
     redis_sentinel_password: str = field(default="", repr=False)
     #: Replicas that must acknowledge a claim or finish (WAIT), and how long to wait (ms).
     redis_wait_replicas: int = 0
-    redis_wait_timeout_ms: int = 500
+    redis_wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS
     #: Where the queues live: "" for Redis (REDIS_URL), or RabbitMQ's amqp:// URL.
     broker_url: str = field(default="", repr=False)  # may carry RabbitMQ's password
     #: RabbitMQ: a retry or deferral longer than this (s) is parked in Redis, not held as a

@@ -86,6 +86,7 @@ from producers.idempotency import (
     STATE_NEEDS_REVIEW,
     record_key,
 )
+from producers.redis_client import DEFAULT_WAIT_TIMEOUT_MS
 from producers.replication import NotReplicated, run_replicated
 from producers.sms_index import DAY, DEFAULT_WINDOW, INDEX_LUA
 from producers.sms_index import pack as pack_index
@@ -363,7 +364,7 @@ class JobLedger:
     def __init__(
         self, client: redis.Redis, *, lease: float, ttl: int, maxlen: int, namespace: str = "",
         max_age: int = 0, receipt_window: int = DEFAULT_WINDOW, wait_replicas: int = 0,
-        wait_timeout_ms: int = 500,
+        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
     ) -> None:
         self.client = client
         #: SENDCLOUD_REDIS_WAIT_REPLICAS: claims and finishes are decided once this many
