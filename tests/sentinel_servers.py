@@ -91,6 +91,10 @@ class SentinelGroup:
             "REDIS_URL": "redis://127.0.0.1:1/0",  # its host and port are not used
             "SENDCLOUD_REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels),
             "SENDCLOUD_REDIS_MASTER": MASTER,
+            # WAIT answers as soon as the replica has a write: the longest timeout allowed
+            # costs a test nothing, and spares it a NotReplicated when a busy machine
+            # schedules the replica late.
+            "SENDCLOUD_REDIS_WAIT_TIMEOUT_MS": "2000",
         }
 
     def master_ports(self) -> set[int]:

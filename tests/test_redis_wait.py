@@ -40,7 +40,9 @@ from worker.sendcloud.client import SendCloudClient
 from worker.settings import Settings
 
 SMS = next(job for job in JOB_TYPES if job.actor_name == "sendcloud_send_sms")
-WAIT_MS = 100
+# Long enough for a running replica on a busy machine; each refusal against the stopped
+# replica waits it out in full.
+WAIT_MS = 1000
 CLI = str(Path(sys.executable).parent / "sendcloud-jobs")
 
 
