@@ -7,15 +7,29 @@ where the docs use JavaScript object syntax or have a stray brace.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from datetime import date
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.test_client_fakes import API_KEY, SMS_KEY, FakeSendCloud, doc_reply, make_client, ok
+from tests.test_client_fakes import (
+    API_KEY,
+    SMS_KEY,
+    FakeSendCloud,
+    doc_reply,
+    make_client,
+    make_settings,
+    ok,
+)
+from worker.sendcloud import errors
+from worker.sendcloud.client import SendCloudClient
 from worker.sendcloud.models import (
     AddressList,
     EmailStatusRecord,
@@ -427,3 +441,56 @@ def test_form_body_is_urlencode(params: dict[str, str]) -> None:
     from worker.sendcloud.client import form_body
 
     assert form_body(params).decode("ascii") == urllib.parse.urlencode(params)
+
+
+# -- the transport: the environment's proxy, as httpx.Client would pick it -------------------
+
+
+class _ForwardProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself and keeps its request line."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(f"GET {self.path}")
+        body = json.dumps({"result": True, "statusCode": 200, "message": "ok",
+                           "info": {"timestamp": 7}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def forward_proxy() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _ForwardProxy.seen.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_go_through_the_proxy_the_environment_names(
+    forward_proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with SendCloudClient(make_settings(base_url="http://sendcloud.invalid")) as client:
+        assert client.server_timestamp() == 7
+    assert _ForwardProxy.seen == ["GET http://sendcloud.invalid/smsapi/timestamp/get"]
+
+
+def test_no_proxy_sends_directly(forward_proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy)
+    monkeypatch.setenv("NO_PROXY", "sendcloud.invalid")
+    client = SendCloudClient(make_settings(base_url="http://sendcloud.invalid"))
+    with client, pytest.raises(errors.NetworkError):
+        client.server_timestamp()  # no such host: it did not go to the proxy
+    assert _ForwardProxy.seen == []
