@@ -11,12 +11,15 @@ too few replicas is still on the primary; callers treat it as not decided (see
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.connection import AbstractConnection
+from redis.exceptions import NoScriptError, ResponseError
 
 
 class NotReplicated(Exception):
@@ -64,3 +67,94 @@ def run_replicated(
             continue
         return reply, int(acknowledged)
     raise NoScriptError("the script vanished from Redis's cache twice in a row")
+
+
+Command = tuple[Any, ...]
+
+
+class PinnedScripts:
+    """:func:`run_replicated`'s semantics on a connection each thread keeps.
+
+    Borrowing a pooled connection for every call (the pool's lock, its liveness poll and its
+    connection-count bookkeeping) and returning it cost a third of the CPU of a script call,
+    and a worker makes two such calls a job. Here each thread keeps one connection of the
+    client's pool; before each use it is checked as the pool checks it (one the server closed
+    is reconnected, not reported), and a dropped connection is retried with the client's own
+    retry policy, as the client's commands are. A forked child takes fresh connections.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._local = threading.local()
+
+    def run(
+        self,
+        script: Script,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        *,
+        replicas: int = 0,
+        timeout_ms: int = 0,
+    ) -> tuple[Any, int]:
+        """Run ``script``, and ``WAIT`` after it in the same round trip when ``replicas`` > 0:
+        its reply and how many replicas acknowledged (``replicas`` when none are asked for)."""
+        commands: list[Command] = [("EVALSHA", script.sha, len(keys), *keys, *args)]
+        if replicas > 0:
+            commands.append(("WAIT", replicas, timeout_ms))
+        for _ in range(2):  # a new primary has an empty script cache: load, then once more
+            replies = self._execute(commands)
+            if isinstance(replies[0], NoScriptError):
+                self._raise_errors(self._execute([("SCRIPT", "LOAD", script.script)]))
+                continue
+            self._raise_errors(replies)
+            return replies[0], int(replies[1]) if replicas > 0 else replicas
+        raise NoScriptError("the script vanished from Redis's cache twice in a row")
+
+    @staticmethod
+    def _raise_errors(replies: list[Any]) -> None:
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+
+    def _connection(self) -> AbstractConnection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.connection = self.client.connection_pool.get_connection()
+            local.pid = os.getpid()
+        connection: AbstractConnection = local.connection
+        return connection
+
+    def _execute(self, commands: list[Command]) -> list[Any]:
+        connection = self._connection()
+
+        def attempt() -> list[Any]:
+            _ready(connection)
+            connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:  # every reply is read, errors too, so the next call starts clean
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+            return replies
+
+        retry = connection.retry
+        if retry is None:
+            return attempt()
+        replies: list[Any] = retry.call_with_retry(attempt, lambda _: connection.disconnect())
+        return replies
+
+
+def _ready(connection: AbstractConnection) -> None:
+    """What ``ConnectionPool.get_connection`` checks: connected, and nothing unread (a server
+    that closed the connection shows as readable)."""
+    try:
+        connection.connect()
+        if not connection.can_read():
+            return
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        pass
+    connection.disconnect()
+    connection.connect()
+    if connection.can_read():
+        raise redis.ConnectionError("Connection not ready")

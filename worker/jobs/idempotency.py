@@ -87,7 +87,7 @@ from producers.idempotency import (
     record_key,
 )
 from producers.redis_client import DEFAULT_WAIT_TIMEOUT_MS
-from producers.replication import NotReplicated, run_replicated
+from producers.replication import NotReplicated, PinnedScripts
 from producers.sms_index import DAY, DEFAULT_WINDOW, INDEX_LUA
 from producers.sms_index import pack as pack_index
 from worker.jobs.campaign import ACCOUNT_LUA
@@ -384,6 +384,7 @@ class JobLedger:
         self._check = client.register_script(_CHECK_LUA)
         self._release = client.register_script(_RELEASE_LUA)
         self._finish = client.register_script(_FINISH_LUA)
+        self._scripts = PinnedScripts(client)
 
     def claim(
         self,
@@ -405,8 +406,8 @@ class JobLedger:
             keys.append(pause_key)
         since = "" if enqueued_at is None else repr(enqueued_at)
         request_id = send_request_id(key, self.namespace)
-        raw, acknowledged = run_replicated(
-            self.client, self._claim, keys,
+        raw, acknowledged = self._scripts.run(
+            self._claim, keys,
             [message_id, _time_arg(now), repr(self.lease), self.ttl, kind, since, key,
              request_id, send_request_id(key)],
             replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
@@ -442,9 +443,8 @@ class JobLedger:
 
     def check(self, key: str, token: str, now: float | None = None) -> Check:
         """Whether ``token`` still holds the claim, with Redis's time and uncertain_since."""
-        reply = [_text(part) for part in self._check(
-            keys=[record_key(key)], args=[token, _time_arg(now)]
-        )]
+        raw, _ = self._scripts.run(self._check, [record_key(key)], [token, _time_arg(now)])
+        reply = [_text(part) for part in raw]
         if reply[0] != "ok":
             return Check(False)
         return Check(True, float(reply[1]), float(reply[2]) if reply[2] else None)
@@ -466,10 +466,10 @@ class JobLedger:
         count (it never called SendCloud). ``parked``: no message carries the retry (its
         message is acknowledged); the reconciler sends a copy when it is due. False when
         ``token`` no longer holds the claim."""
-        released = self._release(
-            keys=[record_key(key), RECONCILE_KEY],
-            args=[token, _time_arg(now), int(uncertain), int(refund), error, repr(delay), key,
-                  int(parked)],
+        released, _ = self._scripts.run(
+            self._release, [record_key(key), RECONCILE_KEY],
+            [token, _time_arg(now), int(uncertain), int(refund), error, repr(delay), key,
+             int(parked)],
         )
         return bool(released)
 
@@ -507,8 +507,8 @@ class JobLedger:
             args += [name, value]
         acknowledged = 0
         for _ in range(FINISH_REPLICATION_TRIES):
-            entry, acknowledged = run_replicated(
-                self.client, self._finish, [record_key(key), stream, RECONCILE_KEY], args,
+            entry, acknowledged = self._scripts.run(
+                self._finish, [record_key(key), stream, RECONCILE_KEY], args,
                 replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
             )  # fmt: skip
             if entry is None:

@@ -1,0 +1,107 @@
+"""PinnedScripts: scripts on a connection each thread keeps, against a real redis-server.
+
+What the pool did for every call must still hold: a connection the server closed is replaced
+without an error, a script missing from the cache is loaded, an error reply leaves the
+connection usable, and threads do not share a connection.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from producers.replication import PinnedScripts
+
+SCRIPT = "redis.call('INCRBY', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
+
+
+def _name(scripts: PinnedScripts, name: str) -> None:
+    """Name the calling thread's pinned connection, so CLIENT LIST can find it (a script may
+    not run CLIENT)."""
+    connection = scripts._connection()
+    connection.send_command("CLIENT", "SETNAME", name)
+    assert connection.read_response() in (b"OK", "OK")
+
+
+def _ids(client: redis.Redis, prefix: str) -> list[int]:
+    return [int(c["id"]) for c in client.client_list() if c["name"].startswith(prefix)]
+
+
+def test_runs_a_script_and_keeps_one_connection(redis_client: redis.Redis) -> None:
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    _name(scripts, "pinned-one")
+    before = _ids(redis_client, "pinned-one")
+    replies = [scripts.run(script, ["pinned:n"], [2]) for _ in range(5)]
+    assert [int(reply) for reply, _ in replies] == [2, 4, 6, 8, 10]
+    assert {acknowledged for _, acknowledged in replies} == {0}
+    assert _ids(redis_client, "pinned-one") == before and len(before) == 1
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error(
+    redis_client: redis.Redis,
+) -> None:
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    _name(scripts, "pinned-killed")
+    (victim,) = _ids(redis_client, "pinned-killed")
+    redis_client.client_kill_filter(_id=victim)
+    reply, _ = scripts.run(script, ["pinned:k"], [1])
+    assert int(reply) == 1
+    assert int(redis_client.get("pinned:k") or 0) == 1  # run once, not retried into twice
+
+
+def test_a_script_flushed_from_the_cache_is_loaded_again(redis_client: redis.Redis) -> None:
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    scripts.run(script, ["pinned:f"], [1])
+    redis_client.script_flush()
+    reply, _ = scripts.run(script, ["pinned:f"], [1])
+    assert int(reply) == 2
+
+
+def test_an_error_reply_is_raised_and_the_connection_stays_usable(
+    redis_client: redis.Redis,
+) -> None:
+    scripts = PinnedScripts(redis_client)
+    failing = redis_client.register_script("return redis.error_reply('ERR refused here')")
+    script = redis_client.register_script(SCRIPT)
+    with pytest.raises(redis.ResponseError, match="refused here"):
+        scripts.run(failing, [], [])
+    reply, _ = scripts.run(script, ["pinned:e"], [3])
+    assert int(reply) == 3
+
+
+def test_wait_with_no_replica_reports_none_acknowledged(redis_client: redis.Redis) -> None:
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    reply, acknowledged = scripts.run(script, ["pinned:w"], [1], replicas=1, timeout_ms=10)
+    assert (int(reply), acknowledged) == (1, 0)
+    # The WAIT reply was read with it: the next call gets its own reply, not a stale one.
+    reply, acknowledged = scripts.run(script, ["pinned:w"], [1])
+    assert (int(reply), acknowledged) == (2, 0)
+
+
+def test_each_thread_keeps_its_own_connection(redis_client: redis.Redis) -> None:
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            _name(scripts, f"pinned-thread-{i}")
+            for _ in range(50):
+                scripts.run(script, ["pinned:t"], [1])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert int(redis_client.get("pinned:t") or 0) == 200
+    assert len(_ids(redis_client, "pinned-thread-")) == 4
