@@ -27,7 +27,7 @@ from tests.test_client_fakes import (
     make_settings,
     ok,
 )
-from worker.logs import MASK, Redactor, bind_job, configure_logging, direct_logger
+from worker.logs import MASK, Redactor, bind_job, configure_logging
 from worker.sendcloud import errors
 from worker.sendcloud.client import SendCloudClient
 
@@ -282,21 +282,22 @@ def test_dramatiq_message_lines_keep_actor_and_id_but_not_the_payload(
     assert "987654" not in stream.getvalue() and "13800000007" not in stream.getvalue()
 
 
-# -- the direct logger ---------------------------------------------------------------------
+# -- structlog's lines, written straight to the stream --------------------------------------
 
 
 @pytest.mark.parametrize("log_format", ["json", "console"])
-def test_the_direct_logger_writes_the_configured_stream_through_the_same_redaction(
+def test_structlog_and_stdlib_lines_share_the_stream_fields_and_redaction(
     restore_logging: None, log_format: str
 ) -> None:
     settings = make_settings(log_format=log_format, log_level="INFO")
     stream = io.StringIO()
     configure_logging(settings, stream=stream)
-    log = direct_logger(settings, "worker.web.hooks")
+    log = structlog.get_logger("worker.web.hooks")
     log.debug("hidden", n=1)
     log.info("hook", path="/hooks/sms", note=f"key {SMS_KEY} inside", signature="abc",
              nested={"apiKey": "x", "ok": [API_KEY]})  # fmt: skip
-    structlog.get_logger("other").info("stdlib_path", n=2)
+    logging.getLogger("dramatiq.worker").info("stdlib line %s", SMS_KEY)
+    logging.getLogger("dramatiq.worker").debug("stdlib hidden")
     text = stream.getvalue()
     assert SMS_KEY not in text and API_KEY not in text and "abc" not in text
     assert "hidden" not in text
@@ -306,26 +307,42 @@ def test_the_direct_logger_writes_the_configured_stream_through_the_same_redacti
         direct, standard = (json.loads(line) for line in lines)
         assert direct["note"] == f"key {MASK} inside" and direct["signature"] == MASK
         assert direct["nested"] == {"apiKey": MASK, "ok": [MASK]}
+        assert standard["event"] == f"stdlib line {MASK}"
         # The same fields as a line through the standard library's handler.
-        assert set(standard) - {"n"} <= set(direct)
+        assert set(standard) <= set(direct)
         assert (direct["logger"], direct["level"], direct["event"]) == (
             "worker.web.hooks", "info", "hook")
+        assert standard["logger"] == "dramatiq.worker"
     else:
         assert lines[0].startswith("timestamp=") and "event='hook'" in lines[0]
 
 
-def test_the_direct_logger_without_configured_logging_is_structlogs_own(
-    restore_logging: None,
+def test_lines_from_many_threads_never_interleave(restore_logging: None) -> None:
+    stream = io.StringIO()
+    configure_logging(make_settings(log_format="json", log_level="INFO"), stream=stream)
+
+    def write(i: int) -> None:
+        for n in range(200):
+            if n % 2:
+                structlog.get_logger("t").info("structlog", thread=i, n=n, pad="x" * 200)
+            else:
+                logging.getLogger("t").info("stdlib %s %s %s", i, n, "y" * 200)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 800
+    assert all(json.loads(line)["logger"] == "t" for line in lines)
+
+
+def test_a_line_that_cannot_be_written_does_not_fail_the_caller(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = logging.getLogger()
-    removed = list(root.handlers)
-    for handler in removed:
-        root.removeHandler(handler)
-    try:
-        log = direct_logger(make_settings(), "worker.web.hooks")
-        with capture_logs() as captured:
-            log.info("hook", path="/hooks/sms")
-    finally:
-        for handler in removed:
-            root.addHandler(handler)
-    assert captured == [{"event": "hook", "path": "/hooks/sms", "log_level": "info"}]
+    stream = io.StringIO()
+    configure_logging(make_settings(log_format="json", log_level="INFO"), stream=stream)
+    stream.close()
+    structlog.get_logger("t").info("lost", n=1)  # raises nothing
+    assert "Logging error" in capsys.readouterr().err

@@ -21,11 +21,11 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.exceptions import RedisError
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from worker.logs import direct_logger
 from worker.settings import Settings
 from worker.web.inbox import Channel, Hook, encode_event
 from worker.web.parsing import BadHook, parse_hook
@@ -162,8 +162,7 @@ def hooks_app(settings: Settings, store: HookStore) -> Router:
     """The hook paths, to be mounted at ``/hooks``."""
     paths = (HookPath("sms", settings.sms_hook_key, "SENDCLOUD_SMS_HOOK_KEY"),
              HookPath("mail", settings.mail_hook_key, "SENDCLOUD_MAIL_HOOK_KEY"))
-    # A line per hook: the direct logger, bound now (the command configures logging first).
-    log = direct_logger(settings, __name__)
+    log = structlog.get_logger(__name__)
     return Router(routes=[
         Route(f"/{p.channel}", HookEndpoint(p, store, settings.hook_max_bytes, log),
               methods=["GET", "POST"], name=f"hook_{p.channel}")
