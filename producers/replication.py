@@ -118,9 +118,9 @@ class PinnedScripts:
 
     def _connection(self) -> AbstractConnection:
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
+        if getattr(local, "generation", None) != _fork_generation:
             local.connection = self.client.connection_pool.get_connection()
-            local.pid = os.getpid()
+            local.generation = _fork_generation
         connection: AbstractConnection = local.connection
         return connection
 
@@ -143,6 +143,18 @@ class PinnedScripts:
             return attempt()
         replies: list[Any] = retry.call_with_retry(attempt, lambda _: connection.disconnect())
         return replies
+
+
+#: Counts forks: a child's threads take connections of their own (os.getpid() is a syscall).
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _ready(connection: AbstractConnection) -> None:

@@ -7,10 +7,13 @@ connection usable, and threads do not share a connection.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from producers.replication import PinnedScripts
 
@@ -41,16 +44,39 @@ def test_runs_a_script_and_keeps_one_connection(redis_client: redis.Redis) -> No
 
 
 def test_a_connection_the_server_closed_is_replaced_without_an_error(
-    redis_client: redis.Redis,
+    redis_url: str, redis_client: redis.Redis
 ) -> None:
-    scripts = PinnedScripts(redis_client)
-    script = redis_client.register_script(SCRIPT)
+    """Checked before use as the pool checks its connections: no retry policy is needed."""
+    client = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0))
+    scripts = PinnedScripts(client)
+    script = client.register_script(SCRIPT)
     _name(scripts, "pinned-killed")
     (victim,) = _ids(redis_client, "pinned-killed")
     redis_client.client_kill_filter(_id=victim)
     reply, _ = scripts.run(script, ["pinned:k"], [1])
     assert int(reply) == 1
-    assert int(redis_client.get("pinned:k") or 0) == 1  # run once, not retried into twice
+    assert int(redis_client.get("pinned:k") or 0) == 1
+    client.close()
+
+
+def test_a_forked_child_takes_a_connection_of_its_own(redis_client: redis.Redis) -> None:
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    scripts.run(script, ["pinned:fork"], [1])
+    parent = scripts._connection()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, and the call works
+        try:
+            reply, _ = scripts.run(script, ["pinned:fork"], [1])
+            ok = scripts._connection() is not parent and int(reply) == 2
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    reply, _ = scripts.run(script, ["pinned:fork"], [1])  # the parent's is untouched
+    assert int(reply) == 3 and scripts._connection() is parent
 
 
 def test_a_script_flushed_from_the_cache_is_loaded_again(redis_client: redis.Redis) -> None:
