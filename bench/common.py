@@ -315,6 +315,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def system_cpu_seconds(pid: int) -> float:
+    """The system (kernel) part of :func:`cpu_seconds`."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return int(fields[12]) / _CLOCK_TICKS
+
+
+def context_switches(pid: int) -> int:
+    """Context switches (voluntary and not) of all of ``pid``'s threads so far; a thread that
+    waits for the GIL or a socket gives the CPU up once each time."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            for line in status.read_text().splitlines():
+                if line.endswith("ctxt_switches:") or "ctxt_switches:" in line:
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def rss_kib(pid: int) -> int | None:
     """VmRSS of ``pid`` in KiB, or None once it is gone."""
     return _status_field(pid, "VmRSS")

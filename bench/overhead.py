@@ -15,12 +15,14 @@ the simulator's ledger, so worker start-up is not counted. The figure is ``ratio
 bare (target >= 0.8), the median over ``--rounds`` rounds (bare and ours alternate).
 
 Where the time goes, per job and side: CPU milliseconds of the worker processes, redis-server
-and the simulator (from /proc, over the counted part of the drain); Redis commands from ``INFO
-commandstats`` (script calls, and every command with the scripts' inner ones); and a
-single-threaded in-process run of each side's job function alone (no Dramatiq, ``--profile-n``
-jobs), its CPU per job split by a cProfile CPU-time profile into Redis calls, the HTTP call,
-logging, signing and the rest. The worker's CPU per job minus the job function's is what the
-middleware (metrics, job context, time limit) and the broker's fetch/ack cost.
+and the simulator (from /proc, over the counted part of the drain); the worker's kernel part of
+it and its threads' context switches (each wait for the GIL or a socket is one); Redis commands
+from ``INFO commandstats`` (script calls, and every command with the scripts' inner ones); and
+a single-threaded in-process run of each side's job function alone (no Dramatiq,
+``--profile-n`` jobs), its CPU per job split by a cProfile CPU-time profile into Redis calls,
+the HTTP call, logging, signing and the rest. The worker's CPU per job minus the job
+function's is what the middleware (metrics, job context, time limit) and the broker's
+fetch/ack cost.
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ from bench.common import (
     Target,
     WorkerGroup,
     common_arguments,
+    context_switches,
     cpu_seconds,
     log_dir,
     mainland,
     rabbitmq_vhost,
     report,
+    system_cpu_seconds,
     throwaway_redis,
     wait_for,
     worker_command,
@@ -139,10 +143,14 @@ def run_side(side: str, *, redis_url: str, sim: SimHost, n: int, processes: int,
         warmed = wait_for(lambda: sim.count("code") >= warm, deadline, interval=0.05)
         pids = {"worker": group.worker_pids(), "redis": [redis_pid], "simulator": [sim.pid or 0]}
         cpu_before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        sys_before = sum(system_cpu_seconds(p) for p in pids["worker"])
+        switches_before = sum(context_switches(p) for p in pids["worker"])
         counted_from = sim.count("code")
         done = warmed and wait_for(finished, deadline, interval=0.2)
         cpu = {name: sum(cpu_seconds(p) for p in ps) - cpu_before[name]
                for name, ps in pids.items()}
+        worker_sys = sum(system_cpu_seconds(p) for p in pids["worker"]) - sys_before
+        switches = sum(context_switches(p) for p in pids["worker"]) - switches_before
         calls = _command_calls(client)
     client.close()
     if not done:
@@ -159,6 +167,8 @@ def run_side(side: str, *, redis_url: str, sim: SimHost, n: int, processes: int,
         "jobs_per_s": round(counted / span, 1) if span > 0 else None,
         "cpu_ms_per_job": {name: round(seconds / counted * 1000, 3)
                            for name, seconds in cpu.items()},
+        "worker_sys_ms_per_job": round(worker_sys / counted * 1000, 3),
+        "worker_switches_per_job": round(switches / counted, 1),
         "script_calls_per_job": round(script_calls / n, 2),
         "redis_commands_per_job": round(sum(calls.values()) / n, 2),
         "commands_per_job": {k: round(v / n, 2) for k, v in sorted(calls.items()) if v >= n / 10},
@@ -298,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for side in ("ours", "bare"):
         for name, value in last[side]["cpu_ms_per_job"].items():
             figures[f"{side}_{name}_cpu_ms_per_job"] = value
+        figures[f"{side}_worker_sys_ms_per_job"] = last[side]["worker_sys_ms_per_job"]
+        figures[f"{side}_worker_switches_per_job"] = last[side]["worker_switches_per_job"]
     if profile:
         for side in ("ours", "bare"):
             figures[f"{side}_job_fn_cpu_ms_per_job"] = profile[f"{side}_cpu_ms_per_job"]
