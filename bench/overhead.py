@@ -318,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report("overhead",
            {"n": args.n, "processes": args.processes, "threads": args.threads,
             "rounds": args.rounds, "profile_n": args.profile_n, "logs": str(logs)},
-           figures, [Target("ratio", ">=", 0.8)],
+           # Targets (bench/README.md): 0.85 with one process, 0.8 with two.
+           figures, [Target("ratio", ">=", 0.85 if args.processes == 1 else 0.8)],
            {"rounds": rounds, "ratios": [round(r, 3) for r in ratios], "profile": profile},
            results_dir=args.results_dir)
     return 0
