@@ -77,10 +77,15 @@ class PinnedScripts:
 
     Borrowing a pooled connection for every call (the pool's lock, its liveness poll and its
     connection-count bookkeeping) and returning it cost a third of the CPU of a script call,
-    and a worker makes two such calls a job. Here each thread keeps one connection of the
-    client's pool; before each use it is checked as the pool checks it (one the server closed
-    is reconnected, not reported), and a dropped connection is retried with the client's own
-    retry policy, as the client's commands are. A forked child takes fresh connections.
+    and a worker makes two such calls a job. Here each thread keeps a connection of its own,
+    made with the client pool's class and settings but outside the pool (it counts against no
+    ``max_connections`` and closes with its thread). Before each use it is checked as the pool
+    checks its connections (one the server closed is reconnected, not reported); a dropped one
+    is retried with the client's own retry policy, as the client's commands are. A forked child
+    makes fresh connections. Under Sentinel a connection asks the sentinels for the master each
+    time it connects, so a call that too few replicas acknowledged drops its connection: the
+    next one finds the master again, where a pooled connection would have been checked on
+    its return to the pool.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -107,7 +112,12 @@ class PinnedScripts:
                 self._raise_errors(self._execute([("SCRIPT", "LOAD", script.script)]))
                 continue
             self._raise_errors(replies)
-            return replies[0], int(replies[1]) if replicas > 0 else replicas
+            if replicas <= 0:
+                return replies[0], replicas
+            acknowledged = int(replies[1])
+            if acknowledged < replicas:
+                self._connection().disconnect()
+            return replies[0], acknowledged
         raise NoScriptError("the script vanished from Redis's cache twice in a row")
 
     @staticmethod
@@ -119,7 +129,8 @@ class PinnedScripts:
     def _connection(self) -> AbstractConnection:
         local = self._local
         if getattr(local, "generation", None) != _fork_generation:
-            local.connection = self.client.connection_pool.get_connection()
+            pool = self.client.connection_pool
+            local.connection = pool.connection_class(**pool.connection_kwargs)
             local.generation = _fork_generation
         connection: AbstractConnection = local.connection
         return connection
@@ -160,8 +171,8 @@ os.register_at_fork(after_in_child=_forked)
 def _ready(connection: AbstractConnection) -> None:
     """What ``ConnectionPool.get_connection`` checks: connected, and nothing unread (a server
     that closed the connection shows as readable)."""
+    connection.connect()  # a no-op when connected; a failure is the caller's to retry
     try:
-        connection.connect()
         if not connection.can_read():
             return
     except (redis.ConnectionError, redis.TimeoutError, OSError):

@@ -7,6 +7,7 @@ connection usable, and threads do not share a connection.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -131,3 +132,26 @@ def test_each_thread_keeps_its_own_connection(redis_client: redis.Redis) -> None
     assert errors == []
     assert int(redis_client.get("pinned:t") or 0) == 200
     assert len(_ids(redis_client, "pinned-thread-")) == 4
+
+
+def test_connections_are_outside_the_pool_and_close_with_their_thread(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    client = redis.Redis.from_url(redis_url, max_connections=1)
+    scripts = PinnedScripts(client)
+    script = client.register_script(SCRIPT)
+    client.ping()  # the pool's one connection, taken and given back
+
+    def work(i: int) -> None:
+        _name(scripts, f"pinned-ended-{i}")
+        scripts.run(script, ["pinned:x"], [1])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert int(redis_client.get("pinned:x") or 0) == 3  # no MaxConnectionsError
+    gc.collect()
+    assert _ids(redis_client, "pinned-ended-") == []
+    client.close()
