@@ -487,6 +487,18 @@ def test_requests_go_through_the_proxy_the_environment_names(
     assert _ForwardProxy.seen == ["GET http://sendcloud.invalid/smsapi/timestamp/get"]
 
 
+@pytest.mark.parametrize("variable", ["ALL_PROXY", "HTTP_PROXY"])
+def test_a_proxy_named_without_a_scheme_or_by_all_proxy_is_used(
+    forward_proxy: str, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, forward_proxy.removeprefix("http://"))
+    with SendCloudClient(make_settings(base_url="http://sendcloud.invalid")) as client:
+        assert client.server_timestamp() == 7
+    assert _ForwardProxy.seen == ["GET http://sendcloud.invalid/smsapi/timestamp/get"]
+
+
 def test_no_proxy_sends_directly(forward_proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", forward_proxy)
     monkeypatch.setenv("NO_PROXY", "sendcloud.invalid")

@@ -500,12 +500,16 @@ class SendCloudClient:
 
 def _transport_for(settings: Settings) -> httpx.BaseTransport:
     """The transport ``httpx.Client`` would pick for the base URL: through the proxy the
-    environment names for its scheme (``HTTPS_PROXY``, ``NO_PROXY``...), else direct."""
+    environment names for its scheme, or ``ALL_PROXY``'s (``http://`` when it names none),
+    unless ``NO_PROXY`` covers the host; else direct."""
     url = httpx.URL(settings.base_url)
     proxy = None
     if not urllib.request.proxy_bypass(url.host):
-        proxy = urllib.request.getproxies().get(url.scheme)
-    return httpx.HTTPTransport(proxy=proxy or None)
+        proxies = urllib.request.getproxies()
+        proxy = proxies.get(url.scheme) or proxies.get("all") or None
+        if proxy is not None and "://" not in proxy:
+            proxy = f"http://{proxy}"
+    return httpx.HTTPTransport(proxy=proxy)
 
 
 def _name(exc: BaseException) -> str:
