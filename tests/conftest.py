@@ -73,9 +73,12 @@ def rig() -> Iterator[Callable[..., Any]]:
         yield make
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    """Undo a test's ``configure_logging``: structlog's configuration and the root handlers."""
+    """Undo a test's ``configure_logging``: structlog's configuration and the root handlers.
+
+    For every test: a configuration left behind (a CLI command's ``log_level="ERROR"``) would
+    filter the events a later test captures with ``structlog.testing.capture_logs``."""
     config = structlog.get_config()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

@@ -346,3 +346,16 @@ def test_a_line_that_cannot_be_written_does_not_fail_the_caller(
     stream.close()
     structlog.get_logger("t").info("lost", n=1)  # raises nothing
     assert "Logging error" in capsys.readouterr().err
+
+
+def test_a_line_that_cannot_be_rendered_does_not_fail_the_caller(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = io.StringIO()
+    configure_logging(make_settings(log_format="json", log_level="INFO"), stream=stream)
+    with bind_job(key="job-7"):
+        structlog.get_logger("t").info("odd", counts={(1, 2): 3})  # JSON refuses tuple keys
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert (record["event"], record["job_key"], record["level"]) == ("odd", "job-7", "info")
+    assert "Logging error" in capsys.readouterr().err

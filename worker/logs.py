@@ -140,14 +140,37 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     structlog.configure(
         processors=[
             *shared,
-            Redactor(settings.secrets),
-            _renderer(settings.log_format),
+            _Rendered(Redactor(settings.secrets), _renderer(settings.log_format), handler),
         ],
         logger_factory=_HandlerLoggerFactory(handler),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # Module-level loggers must follow a later reconfiguration (tests, the CLI).
         cache_logger_on_first_use=False,
     )
+
+
+class _Rendered:
+    """Redaction and rendering, the last processor: a line that cannot be rendered (a value
+    the renderer refuses) is reported on stderr as the standard library's handlers report a
+    failed line, and written with its event name only; it never fails the caller."""
+
+    def __init__(self, redactor: Redactor, renderer: Processor,
+                 handler: logging.StreamHandler[TextIO]) -> None:
+        self.redactor = redactor
+        self.renderer = renderer
+        self.handler = handler
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        try:
+            return self.renderer(logger, method_name, self.redactor(logger, method_name,
+                                                                    event_dict))
+        except Exception:
+            event = self.redactor.scrub(str(event_dict.get("event")))
+            self.handler.handleError(logging.makeLogRecord({"msg": event}))
+            kept = {k: event_dict[k] for k in ("timestamp", "level", "logger", "job_key")
+                    if isinstance(event_dict.get(k), str)}
+            return self.renderer(logger, method_name, {
+                **kept, "event": event, "log_error": "a field could not be rendered"})
 
 
 class _HandlerLogger:
