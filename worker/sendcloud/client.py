@@ -418,7 +418,7 @@ class SendCloudClient:
             response = self._send(method, endpoint, params)
         except httpx.TimeoutException as exc:
             failure = errors.RequestTimeout(f"timed out ({_name(exc)})", endpoint=endpoint)
-        except (httpx.DecodingError, httpx.TooManyRedirects) as exc:
+        except httpx.DecodingError as exc:
             failure = errors.ServerError(f"unreadable reply ({_name(exc)})", endpoint=endpoint)
         except httpx.RequestError as exc:
             failure = errors.NetworkError(f"network error ({_name(exc)})", endpoint=endpoint)
