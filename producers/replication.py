@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import redis
 from redis.commands.core import Script
 from redis.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
+
+T = TypeVar("T")
 
 
 class NotReplicated(Exception):
@@ -56,16 +58,25 @@ def run_replicated(
     """
     if replicas <= 0:
         return script(keys=list(keys), args=list(args), client=client), replicas
-    for _ in range(2):  # a new primary has an empty script cache: load, then once more
+
+    def once() -> tuple[Any, int]:
         pipe = client.pipeline(transaction=False)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         pipe.execute_command("WAIT", replicas, timeout_ms)
-        try:
-            reply, acknowledged = pipe.execute()
-        except NoScriptError:
-            client.script_load(script.script)
-            continue
+        reply, acknowledged = pipe.execute()
         return reply, int(acknowledged)
+
+    return _loading(script, once, client.script_load)
+
+
+def _loading(script: Script, call: Callable[[], T], load: Callable[[Any], Any]) -> T:
+    """``call()``, and once more after ``load(script.script)`` if Redis has lost the script (a
+    new primary, a restart or SCRIPT FLUSH empties its cache)."""
+    for _ in range(2):
+        try:
+            return call()
+        except NoScriptError:
+            load(script.script)
     raise NoScriptError("the script vanished from Redis's cache twice in a row")
 
 
@@ -106,25 +117,14 @@ class PinnedScripts:
         commands: list[Command] = [("EVALSHA", script.sha, len(keys), *keys, *args)]
         if replicas > 0:
             commands.append(("WAIT", replicas, timeout_ms))
-        for _ in range(2):  # a new primary has an empty script cache: load, then once more
-            replies = self._execute(commands)
-            if isinstance(replies[0], NoScriptError):
-                self._raise_errors(self._execute([("SCRIPT", "LOAD", script.script)]))
-                continue
-            self._raise_errors(replies)
-            if replicas <= 0:
-                return replies[0], replicas
-            acknowledged = int(replies[1])
-            if acknowledged < replicas:
-                self._connection().disconnect()
-            return replies[0], acknowledged
-        raise NoScriptError("the script vanished from Redis's cache twice in a row")
-
-    @staticmethod
-    def _raise_errors(replies: list[Any]) -> None:
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
+        replies = _loading(script, lambda: self._execute(commands),
+                           lambda text: self._execute([("SCRIPT", "LOAD", text)]))
+        if replicas <= 0:
+            return replies[0], replicas
+        acknowledged = int(replies[1])
+        if acknowledged < replicas:
+            self._connection().disconnect()
+        return replies[0], acknowledged
 
     def _connection(self) -> AbstractConnection:
         local = self._local
@@ -147,6 +147,9 @@ class PinnedScripts:
                     replies.append(connection.read_response())
                 except ResponseError as error:
                     replies.append(error)
+            for reply in replies:  # the first error, in order: a lost script is replies[0]
+                if isinstance(reply, ResponseError):
+                    raise reply
             return replies
 
         retry = connection.retry

@@ -16,7 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from producers.replication import PinnedScripts
+from producers.replication import PinnedScripts, run_replicated
 
 SCRIPT = "redis.call('INCRBY', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
 
@@ -155,3 +155,19 @@ def test_connections_are_outside_the_pool_and_close_with_their_thread(
     gc.collect()
     assert _ids(redis_client, "pinned-ended-") == []
     client.close()
+
+
+def test_a_lost_script_is_loaded_with_wait_in_the_same_round_trip(
+    redis_client: redis.Redis,
+) -> None:
+    """Both runners, PinnedScripts and run_replicated: the EVALSHA refused for a flushed cache,
+    the WAIT after it still read, the script loaded and run once."""
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    redis_client.script_flush()
+    reply, acknowledged = scripts.run(script, ["pinned:lw"], [1], replicas=1, timeout_ms=10)
+    assert (int(reply), acknowledged) == (1, 0)
+    redis_client.script_flush()
+    reply, acknowledged = run_replicated(redis_client, script, ["pinned:lw"], [1], replicas=1,
+                                         timeout_ms=10)
+    assert (int(reply), acknowledged) == (2, 0)
