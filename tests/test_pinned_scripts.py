@@ -10,12 +10,15 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import weakref
+from typing import Any
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from bench.common import wait_for
 from producers.replication import PinnedScripts, run_replicated
 
 SCRIPT = "redis.call('INCRBY', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
@@ -115,6 +118,8 @@ def test_each_thread_keeps_its_own_connection(redis_client: redis.Redis) -> None
     scripts = PinnedScripts(redis_client)
     script = redis_client.register_script(SCRIPT)
     errors: list[BaseException] = []
+    # The threads stay alive until their connections are counted: each closes with its thread.
+    worked, counted = threading.Barrier(5), threading.Event()
 
     def work(i: int) -> None:
         try:
@@ -123,15 +128,22 @@ def test_each_thread_keeps_its_own_connection(redis_client: redis.Redis) -> None
                 scripts.run(script, ["pinned:t"], [1])
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            worked.wait()
+            counted.wait()
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert int(redis_client.get("pinned:t") or 0) == 200
-    assert len(_ids(redis_client, "pinned-thread-")) == 4
+    worked.wait()
+    try:
+        assert errors == []
+        assert int(redis_client.get("pinned:t") or 0) == 200
+        assert len(_ids(redis_client, "pinned-thread-")) == 4
+    finally:
+        counted.set()
+        for thread in threads:
+            thread.join()
 
 
 def test_connections_are_outside_the_pool_and_close_with_their_thread(
@@ -142,9 +154,12 @@ def test_connections_are_outside_the_pool_and_close_with_their_thread(
     script = client.register_script(SCRIPT)
     client.ping()  # the pool's one connection, taken and given back
 
+    made: list[weakref.ref[Any]] = []
+
     def work(i: int) -> None:
         _name(scripts, f"pinned-ended-{i}")
         scripts.run(script, ["pinned:x"], [1])
+        made.append(weakref.ref(scripts._connection()))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for thread in threads:
@@ -153,7 +168,9 @@ def test_connections_are_outside_the_pool_and_close_with_their_thread(
         thread.join()
     assert int(redis_client.get("pinned:x") or 0) == 3  # no MaxConnectionsError
     gc.collect()
-    assert _ids(redis_client, "pinned-ended-") == []
+    assert len(made) == 3 and all(ref() is None for ref in made)  # closed by Connection.__del__
+    # The server sees the closes on its next turns: waited for, not timed.
+    assert wait_for(lambda: _ids(redis_client, "pinned-ended-") == [], 30)
     client.close()
 
 
