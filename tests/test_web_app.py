@@ -84,8 +84,8 @@ def test_a_hook_costs_one_script_call_and_survives_a_script_flush(
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
     for ours in ("info", "config|resetstat"):  # this test's own calls
         calls.pop(ours, None)
-    # TIME, SET and XADD run inside the script; the client sent three EVALSHAs and nothing else.
-    assert calls == {"evalsha": 3, "time": 3, "set": 3, "xadd": 3}
+    # TIME, EXISTS, XADD and SET run inside the script; the client sent three EVALSHAs only.
+    assert calls == {"evalsha": 3, "time": 3, "exists": 3, "xadd": 3, "set": 3}
     redis_client.script_flush()  # a restarted Redis has no scripts: NOSCRIPT, load, run again
     assert client.post("/hooks/sms", content=form_body(sms_deliver(now))).status_code == 200
     assert redis_client.xlen(SMS_INBOX) == 5

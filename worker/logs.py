@@ -16,6 +16,7 @@ Named ``logs`` rather than ``logging`` so nothing here can shadow the standard l
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,9 +45,25 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        #: Top-level keys seen so far: whether each is a secret one. A line's keys are a few
+        #: dozen names the code writes, so this stays small; it is bounded all the same.
+        self._secret_key: dict[str, bool] = {}
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        return {key: self._value(key, value) for key, value in event_dict.items()}
+        redacted: EventDict = {}
+        for key, value in event_dict.items():
+            secret = self._secret_key.get(key)
+            if secret is None:
+                secret = isinstance(key, str) and key.lower() in SECRET_KEYS
+                if len(self._secret_key) < 4096:
+                    self._secret_key[key] = secret
+            if secret:
+                redacted[key] = MASK
+            elif type(value) is str:  # the common case, without _value's other checks
+                redacted[key] = self.scrub(value) if self.secrets else value
+            else:
+                redacted[key] = self._value(None, value)
+        return redacted
 
     def _value(self, key: object, value: Any) -> Any:
         if isinstance(key, str) and key.lower() in SECRET_KEYS:
@@ -69,9 +86,21 @@ class Redactor:
         return text
 
 
+class _JSONRenderer:
+    """structlog's ``JSONRenderer(ensure_ascii=False)`` with its encoder made once, not per line.
+    It renders what :class:`Redactor` returns: strings, numbers, booleans, None, dicts and lists
+    (``repr`` for anything else, as structlog's renderer does)."""
+
+    def __init__(self) -> None:
+        self._encode = json.JSONEncoder(ensure_ascii=False, default=repr).encode
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+        return self._encode(event_dict)
+
+
 def _renderer(log_format: str) -> Processor:
     if log_format == "json":
-        return structlog.processors.JSONRenderer(ensure_ascii=False)
+        return _JSONRenderer()
     return structlog.processors.KeyValueRenderer(
         key_order=["timestamp", "level", "event"], drop_missing=True
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ from worker.web.inbox import Channel, Hook, encode_event
 from worker.web.parsing import BadHook, parse_hook
 from worker.web.store import HookStore
 
+#: The methods a hook path answers: SendCloud's POST, and GET (HEAD) probes of a new URL.
+METHODS = ("GET", "HEAD", "POST")
 #: Longest event name put on a log line (the name is the sender's input).
 EVENT_NAME_CHARS = 32
 
@@ -114,12 +117,16 @@ class HookEndpoint:
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, text = await self.answer(scope, receive)
+        if scope["method"] in METHODS:
+            status, text = await self.answer(scope, receive)
+            extra = []
+        else:  # as Starlette's router answers a method its route does not take
+            status, text = 405, "Method Not Allowed"
+            extra = [(b"allow", ", ".join(METHODS).encode())]
         body = text.encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        ]})  # fmt: skip
+        headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", str(len(body)).encode()), *extra]  # fmt: skip
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def answer(self, scope: Scope, receive: Receive) -> tuple[int, str]:
@@ -158,13 +165,19 @@ class HookEndpoint:
         return 200, "ok"
 
 
-def hooks_app(settings: Settings, store: HookStore) -> Router:
-    """The hook paths, to be mounted at ``/hooks``."""
+def hook_endpoints(settings: Settings, store: HookStore) -> dict[str, HookEndpoint]:
+    """The hook paths' endpoints by path below ``/hooks`` (``/sms``, ``/mail``)."""
     paths = (HookPath("sms", settings.sms_hook_key, "SENDCLOUD_SMS_HOOK_KEY"),
              HookPath("mail", settings.mail_hook_key, "SENDCLOUD_MAIL_HOOK_KEY"))
-    log = structlog.get_logger(__name__)
+    # Bound now, to the logging configured before the app is made (the CLI configures it
+    # first): structlog's lazy proxy would build a new logger for every line.
+    log = structlog.get_logger(__name__).bind()
+    return {f"/{p.channel}": HookEndpoint(p, store, settings.hook_max_bytes, log) for p in paths}
+
+
+def hooks_app(endpoints: Mapping[str, HookEndpoint]) -> Router:
+    """The hook paths, to be mounted at ``/hooks``."""
     return Router(routes=[
-        Route(f"/{p.channel}", HookEndpoint(p, store, settings.hook_max_bytes, log),
-              methods=["GET", "POST"], name=f"hook_{p.channel}")
-        for p in paths
+        Route(path, endpoint, methods=list(METHODS), name=f"hook_{endpoint.path.channel}")
+        for path, endpoint in endpoints.items()
     ])

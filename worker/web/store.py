@@ -1,15 +1,18 @@
 """The one Redis call of a hook: window check, token dedupe and append, in one Lua script.
 
-One script, so a hook is either appended with its token marked seen or neither (a post that
-fails half-way is retried by SendCloud and stored then), and so the window is judged by
-Redis's clock, the one clock the service decides by. The token is kept only as a digest: the
-dedupe key proves "seen" without holding a secret.
+A script, so the window is judged by Redis's clock (the one clock the service decides by) and
+so a hook is appended and its token marked seen together: the append comes first, and the mark
+only once it has succeeded, so a post that fails half-way is stored when SendCloud retries it,
+and one that was stored is never stored again. The token is kept only as a digest: the dedupe
+key proves "seen" without holding a secret.
 
-Hooks that arrive while a call is in flight wait for it and then go together, one EVALSHA
-each in one pipeline: a lone hook goes at once, and under load the round trip and redis-py's
-per-call work are shared (a pipelined script costs a fifth of the CPU of a call of its own).
-Each script still runs alone and atomically. The script is run by SHA and loaded on NOSCRIPT
-(a restarted or flushed Redis), as redis-py's ``Script`` does.
+Hooks that arrive while a call is in flight wait for it and then go together, in one call of
+the script that handles each of them in turn: a lone hook goes at once, and under load the round
+trip and redis-py's per-call work are shared. The call is atomic, so a batch is judged at one
+instant of Redis's clock. An error (Redis out of reach, a wrong type at the inbox key) is every
+hook of the batch's error, answered 503: those already appended are then marked seen too, so
+SendCloud's retry finds them stored and appends nothing twice. The script is run by SHA and
+loaded on NOSCRIPT (a restarted or flushed Redis), as redis-py's ``Script`` does.
 """
 
 from __future__ import annotations
@@ -27,21 +30,31 @@ from worker.web.inbox import INBOXES, Channel
 
 #: ``<prefix><channel>:<digest of the token>``, kept for twice the window.
 SEEN_PREFIX = "sendcloud:hooks:seen:"
+#: Most hooks in one script call; more wait for the next (a call holds Redis while it runs).
+MAX_BATCH = 256
 
-# KEYS: the token's seen key, the inbox stream.
-# ARGV: the hook's timestamp (ms), the window (ms), the seen key's lifetime (ms), the event.
-# Returns {outcome, now_ms}: 1 stored, 0 already seen, -1 timestamp outside the window.
+# KEYS: per hook, its token's seen key and its inbox stream.
+# ARGV: the window (ms), the seen keys' lifetime (ms), then per hook its timestamp (ms) and event.
+# Returns {now_ms, outcome...}: per hook 1 stored, 0 already seen, -1 timestamp outside the window.
 APPEND_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if math.abs(now - tonumber(ARGV[1])) > tonumber(ARGV[2]) then
-  return {-1, now}
+local received = string.format('%d', now)
+local window = tonumber(ARGV[1])
+local out = {now}
+for i = 1, #KEYS / 2 do
+  local seen = KEYS[2 * i - 1]
+  if math.abs(now - tonumber(ARGV[2 * i + 1])) > window then
+    out[i + 1] = -1
+  elseif redis.call('EXISTS', seen) == 1 then
+    out[i + 1] = 0
+  else
+    redis.call('XADD', KEYS[2 * i], '*', 'event', ARGV[2 * i + 2], 'received_at', received)
+    redis.call('SET', seen, '1', 'PX', ARGV[2])
+    out[i + 1] = 1
+  end
 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then
-  return {0, now}
-end
-redis.call('XADD', KEYS[2], '*', 'event', ARGV[4], 'received_at', string.format('%d', now))
-return {1, now}
+return out
 """
 APPEND_SHA = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
 
@@ -60,7 +73,7 @@ def seen_key(channel: Channel, token: str) -> str:
     return f"{SEEN_PREFIX}{channel}:{hashlib.blake2b(token.encode(), digest_size=16).hexdigest()}"
 
 
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+_Call = tuple[tuple[str, str, int, str], "asyncio.Future[tuple[int, int]]"]
 
 
 class HookStore:
@@ -75,21 +88,21 @@ class HookStore:
     async def append(self, channel: Channel, token: str, timestamp_ms: int,
                      event: str) -> Appended:
         """Raises redis-py's errors when Redis cannot be reached; nothing is stored then."""
-        args = (seen_key(channel, token), INBOXES[channel], timestamp_ms, self.window_ms,
-                2 * self.window_ms, event)  # fmt: skip
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((args, future))
+        hook = (seen_key(channel, token), INBOXES[channel], timestamp_ms, event)
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((hook, future))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_waiting())
         outcome, now_ms = await future
-        return Appended(_OUTCOMES[int(outcome)], int(now_ms))
+        return Appended(_OUTCOMES[outcome], now_ms)
 
     async def _send_waiting(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 try:
-                    replies = await self._evalsha([args for args, _ in batch])
+                    now_ms, *outcomes = await self._call([hook for hook, _ in batch])
+                    replies: list[Any] = [(int(o), int(now_ms)) for o in outcomes]
                 except Exception as exc:  # Redis out of reach: every hook of the batch gets it
                     replies = [exc] * len(batch)
                 except BaseException:  # cancelled: the server is stopping
@@ -107,19 +120,16 @@ class HookStore:
         finally:
             self._sender = None
 
-    async def _evalsha(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Each call's reply (or its error), in order; scripts Redis lost are loaded and rerun."""
-        replies = await self._pipeline(calls)
-        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if lost:
+    async def _call(self, hooks: Sequence[tuple[str, str, int, str]]) -> list[Any]:
+        """One call of the script for ``hooks``; loaded and called again if Redis lost it."""
+        keys: list[str] = []
+        args: list[str | int] = [self.window_ms, 2 * self.window_ms]
+        for seen, inbox, timestamp_ms, event in hooks:
+            keys += (seen, inbox)
+            args += (timestamp_ms, event)
+        try:
+            reply = await self.client.evalsha(APPEND_SHA, len(keys), *keys, *args)
+        except NoScriptError:
             await self.client.script_load(APPEND_SCRIPT)
-            for i, reply in zip(lost, await self._pipeline([calls[i] for i in lost]),
-                                strict=True):  # fmt: skip
-                replies[i] = reply
-        return replies
-
-    async def _pipeline(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for args in calls:
-            pipe.execute_command("EVALSHA", APPEND_SHA, 2, *args)
-        return list(await pipe.execute(raise_on_error=False))
+            reply = await self.client.evalsha(APPEND_SHA, len(keys), *keys, *args)
+        return list(reply)
