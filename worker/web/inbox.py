@@ -36,11 +36,14 @@ DROPPED_FIELDS = frozenset({"token", "signature"})
 
 Hook = dict[str, str | list[str]]
 
+#: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` without making an encoder per
+#: call (a tenth of a hook's JSON time).
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 def encode_event(hook: Mapping[str, str | list[str]]) -> str:
     """The entry's ``event`` field: the hook without its token and signature, compact JSON."""
-    kept = {name: value for name, value in hook.items() if name not in DROPPED_FIELDS}
-    return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+    return _compact({name: value for name, value in hook.items() if name not in DROPPED_FIELDS})
 
 
 def _text(value: bytes | str) -> str:

@@ -55,13 +55,13 @@ def _unquote(text: str) -> str:
     return unquote_plus(text, errors="strict") if "%" in text or "+" in text else text
 
 
-def _form(body: bytes) -> dict[str, Any]:
+def _form(body: bytes) -> Hook:
     """A strict form parse (as ``parse_qsl(strict_parsing=True)``): every field has an "="."""
     try:
         parts = body.decode("utf-8").split("&") if body else []
         if len(parts) > MAX_FIELDS:
             raise ValueError("too many fields")
-        fields: dict[str, Any] = {}
+        fields: Hook = {}
         for part in parts:
             name, equals, value = part.partition("=")
             if not equals:
@@ -94,15 +94,19 @@ def parse_hook(body: bytes, content_type: str) -> Hook:
     without a known one, a body starting with ``{`` is read as JSON, anything else as a form."""
     media = _media_type(content_type)
     if media == "application/json" or media.endswith("+json"):
-        raw = _json(body)
+        form = False
     elif media == "application/x-www-form-urlencoded":
-        raw = _form(body)
+        form = True
     else:
-        raw = _json(body) if body.lstrip().startswith(b"{") else _form(body)
-    hook: Hook = {
-        name: _as_list(name, value) if name in LIST_FIELDS else _as_text(value)
-        for name, value in raw.items()
-    }
+        form = not body.lstrip().startswith(b"{")
+    hook: Hook
+    if form:  # every value is a string already: only the list fields need decoding
+        hook = _form(body)
+        for name in LIST_FIELDS.intersection(hook):
+            hook[name] = _as_list(name, hook[name])
+    else:
+        hook = {name: _as_list(name, value) if name in LIST_FIELDS else _as_text(value)
+                for name, value in _json(body).items()}  # fmt: skip
     event = hook.get("event")
     if not isinstance(event, str) or not event.strip():
         raise BadHook("event", "is required")
