@@ -182,7 +182,11 @@ def run_side(side: str, *, redis_url: str, sim: SimHost, n: int, processes: int,
 _CATEGORIES = (
     ("redis", "redis/client.py", "execute_command"),
     ("redis", "redis/client.py", "execute"),
+    # The job ledger's scripts run on a connection of each thread's (PinnedScripts).
+    ("redis", "producers/replication.py", "_execute"),
     ("http", "httpx/_client.py", "request"),
+    # Ours hands its request straight to httpx's transport.
+    ("http", "worker/sendcloud/client.py", "_send"),
     ("logging", "structlog/_base.py", "_proxy_to_logger"),
     ("signing", "worker/sendcloud/signing.py", "sign"),
 )
