@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,7 +29,8 @@ from tests.test_client_fakes import (
     make_settings,
     ok,
 )
-from worker.logs import MASK, Redactor, bind_job, configure_logging
+from worker import logs as logs_module
+from worker.logs import MASK, Redactor, bind_job, configure_logging, utc_timestamp
 from worker.sendcloud import errors
 from worker.sendcloud.client import SendCloudClient
 
@@ -359,3 +362,17 @@ def test_a_line_that_cannot_be_rendered_does_not_fail_the_caller(
     record = json.loads(line)
     assert (record["event"], record["job_key"], record["level"]) == ("odd", "job-7", "info")
     assert "Logging error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("now", [1_796_675_404.540123, 1_796_675_405.0, 1_796_675_405.999999,
+                                 1_796_675_406.000001, 1_796_675_404.25])
+def test_the_timestamp_is_utc_iso_8601_with_microseconds(
+    monkeypatch: pytest.MonkeyPatch, now: float
+) -> None:
+    monkeypatch.setattr(logs_module.time, "time", lambda: now)
+    stamped = utc_timestamp(None, "info", {})["timestamp"]
+    expected = datetime.fromtimestamp(now, UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamped)
+    # A float's last microsecond may round either way; the rest is exact, seconds included.
+    assert abs(datetime.fromisoformat(stamped) - expected) <= timedelta(microseconds=1)
+    assert stamped[:19] == expected.strftime("%Y-%m-%dT%H:%M:%S")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -86,6 +87,27 @@ class Redactor:
         return text
 
 
+def _utc_second(second: int) -> tuple[int, str]:
+    return second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+_second = _utc_second(0)
+
+
+def utc_timestamp(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """``timestamp``: UTC, ISO 8601 with microseconds (``2026-12-07T20:25:18.292147Z``), as
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it, with the date and time of day
+    formatted once a second rather than once a line."""
+    global _second
+    now = time.time()
+    second = int(now)
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != second:
+        cached = _second = _utc_second(second)
+    event_dict["timestamp"] = f"{cached[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return event_dict
+
+
 class _JSONRenderer:
     """structlog's ``JSONRenderer(ensure_ascii=False)`` with its encoder made once, not per line.
     It renders what :class:`Redactor` returns: strings, numbers, booleans, None, dicts and lists
@@ -130,7 +152,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        utc_timestamp,
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
     ]

@@ -87,17 +87,16 @@ POST_HEADERS = {**GET_HEADERS, "Content-Type": "application/x-www-form-urlencode
 _PLAIN = re.compile(r"[A-Za-z0-9_.~,-]*")
 
 
+def _form_quoted(text: str) -> str:
+    return text.replace(",", "%2C") if _PLAIN.fullmatch(text) else urllib.parse.quote_plus(text)
+
+
 def form_body(params: Mapping[str, str]) -> bytes:
-    """``application/x-www-form-urlencoded``, as ``urlencode`` makes it. A value of plain
-    characters and commas (2000 phones) skips ``quote_plus``, which looks up every character
-    in a dict: a tenth of a worker's CPU per campaign chunk."""
-    parts = []
-    for name, value in params.items():
-        text = str(value)
-        encoded = (text.replace(",", "%2C") if _PLAIN.fullmatch(text)
-                   else urllib.parse.quote_plus(text))
-        parts.append(f"{urllib.parse.quote_plus(str(name))}={encoded}")
-    return "&".join(parts).encode("ascii")
+    """``application/x-www-form-urlencoded``, as ``urlencode`` makes it. A name or value of
+    plain characters and commas (2000 phones) skips ``quote_plus``, which looks up every
+    character in a dict: a tenth of a worker's CPU per campaign chunk."""
+    return "&".join(f"{_form_quoted(str(name))}={_form_quoted(str(value))}"
+                    for name, value in params.items()).encode("ascii")  # fmt: skip
 
 
 class SendCloudClient:
@@ -109,6 +108,8 @@ class SendCloudClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        #: Settings are frozen; the property parses two URLs on every read.
+        self._secrets = settings.secrets
         self._clock = clock
         #: Server time minus local time, in ms; learnt from timestamp/get after a 461.
         self._offset_ms = 0.0
@@ -485,7 +486,7 @@ class SendCloudClient:
                 raise ConfigurationError(name, "is required but not set")
 
     def _scrub(self, text: str) -> str:
-        for secret in self._settings.secrets:
+        for secret in self._secrets:
             text = text.replace(secret, MASK)
         return text
 
