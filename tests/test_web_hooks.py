@@ -31,16 +31,21 @@ JSON = {"content-type": "application/json"}
 ClientFactory = Callable[..., TestClient]
 
 
-@pytest.fixture
-def hook_client(redis_url: str) -> Iterator[ClientFactory]:
+@pytest.fixture(params=["direct", "routed"])
+def hook_client(redis_url: str, request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
     """``hook_client(**env)``: a TestClient of the app with both keys set unless ``env`` says
-    otherwise; its lifespan runs (the app's own Redis client is closed at the end)."""
+    otherwise; its lifespan runs (the app's own Redis client is closed at the end). Each test
+    runs twice: with the hook paths served directly (as always, unless middleware is added to
+    the app), and through Starlette's router and the ``/hooks`` mount."""
     clients: list[TestClient] = []
 
     def make(**env: str) -> TestClient:
         values = {"REDIS_URL": redis_url, "SENDCLOUD_SMS_HOOK_KEY": SMS_KEY,
                   "SENDCLOUD_MAIL_HOOK_KEY": MAIL_KEY, **env}  # fmt: skip
-        client = TestClient(create_app(Settings.from_env(values)))
+        app = create_app(Settings.from_env(values))
+        if request.param == "routed":
+            app.direct.clear()
+        client = TestClient(app)
         client.__enter__()
         clients.append(client)
         return client
@@ -284,6 +289,51 @@ def test_redis_out_of_reach_answers_503_and_healthz_says_so(
     assert client.post("/hooks/sms", content=form_body(hook)).status_code == 503
     health = client.get("/healthz")
     assert health.status_code == 503 and health.json()["redis"].startswith("unreachable")
+
+
+def test_an_append_redis_refuses_answers_503_and_the_other_path_still_stores(
+    hook_client: ClientFactory, redis_client: redis.Redis
+) -> None:
+    client = hook_client()
+    redis_client.set(SMS_INBOX, "not a stream")  # XADD there fails: WRONGTYPE
+    now = redis_ms(redis_client)
+    hook = sms_deliver(now)
+    refused = client.post("/hooks/sms", content=form_body(hook))
+    assert (refused.status_code, refused.text) == (503, "Redis refused the hook; retry later")
+    mail = signed(MAIL_KEY, now, event="deliver", emailId="1$a@example.com")
+    assert client.post("/hooks/mail", content=form_body(mail)).status_code == 200
+    redis_client.delete(SMS_INBOX)
+    # SendCloud's retry of the refused hook: not marked seen then, so stored now.
+    assert client.post("/hooks/sms", content=form_body(hook)).status_code == 200
+    assert redis_client.xlen(SMS_INBOX) == 1 and redis_client.xlen(MAIL_INBOX) == 1
+
+
+def test_a_trailing_slash_is_redirected_to_the_hook_path(hook_client: ClientFactory) -> None:
+    reply = hook_client().post("/hooks/sms/", content=b"", follow_redirects=False)
+    assert reply.status_code == 307 and reply.headers["location"].endswith("/hooks/sms")
+
+
+def test_middleware_added_to_the_app_sees_the_hook_paths(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    seen: list[str] = []
+
+    class Record:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    app = create_app(Settings.from_env({"REDIS_URL": redis_url,
+                                        "SENDCLOUD_SMS_HOOK_KEY": SMS_KEY}))  # fmt: skip
+    app.add_middleware(Record)
+    with TestClient(app) as client:
+        hook = sms_deliver(redis_ms(redis_client))
+        assert client.post("/hooks/sms", content=form_body(hook)).status_code == 200
+    assert seen == ["/hooks/sms"] and redis_client.xlen(SMS_INBOX) == 1
 
 
 def test_healthz_answers_200_when_redis_does(hook_client: ClientFactory) -> None:

@@ -62,7 +62,8 @@ class WebApp(Starlette):
         self.direct = dict(direct)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        # Middleware added to the app (add_middleware) must see every request: none skipped.
+        if scope["type"] == "http" and not self.user_middleware:
             endpoint = self.direct.get(_route_path(scope))
             if endpoint is not None:
                 await endpoint(scope, receive, send)
@@ -84,7 +85,9 @@ def create_app(settings: Settings, *, redis: aioredis.Redis | None = None,
     """The app: ``/hooks`` and ``/healthz``, plus ``mounts`` (e.g. ``Mount("/v1", api)``).
 
     ``redis``: a client of the caller's, left open; without one, the app makes its own from
-    ``REDIS_URL`` and closes it when the server stops.
+    ``REDIS_URL`` and closes it when the server stops. Configure logging
+    (``worker.logs.configure_logging``) first: the hook paths' log lines keep the
+    configuration of the moment the app is made.
     """
     client = redis if redis is not None else redis_client(settings)
     store = HookStore(client, settings.hook_window)

@@ -9,7 +9,9 @@ Checks run in this order, and the first that fails answers:
 5. ``timestamp`` (ms) is within ``SENDCLOUD_HOOK_WINDOW`` of Redis's clock, else 403;
 6. the token is new: the hook is appended (200); a token seen before stores nothing (200).
 
-Redis out of reach answers 503 with nothing stored, so SendCloud posts again later. A GET
+Redis out of reach, or refusing the append (a wrong type at the inbox key, out of memory),
+answers 503, so SendCloud posts again later: a hook stored before its answer was lost is then
+answered ``duplicate``, one that was not is stored then. A GET
 (SendCloud's probe of a new URL) answers 200 and stores nothing. Each post logs one line: the
 path, the event name and the outcome with its reason; never the body, token, signature or key.
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
@@ -156,6 +158,10 @@ class HookEndpoint:
             self.log.warning("hook", path=where, hook_event=_event_name(hook),
                              outcome="refused", status=refused.status, reason=refused.reason)
             return refused.status, refused.reason
+        except ResponseError as exc:  # this hook's append, refused by Redis
+            self.log.error("hook", path=where, hook_event=_event_name(hook), outcome="refused",
+                           status=503, reason=f"Redis refused the append: {exc}")
+            return 503, "Redis refused the hook; retry later"
         except RedisError as exc:
             self.log.error("hook", path=where, hook_event=_event_name(hook), outcome="refused",
                            status=503, reason=f"Redis unreachable: {type(exc).__name__}: {exc}")
@@ -169,8 +175,8 @@ def hook_endpoints(settings: Settings, store: HookStore) -> dict[str, HookEndpoi
     """The hook paths' endpoints by path below ``/hooks`` (``/sms``, ``/mail``)."""
     paths = (HookPath("sms", settings.sms_hook_key, "SENDCLOUD_SMS_HOOK_KEY"),
              HookPath("mail", settings.mail_hook_key, "SENDCLOUD_MAIL_HOOK_KEY"))
-    # Bound now, to the logging configured before the app is made (the CLI configures it
-    # first): structlog's lazy proxy would build a new logger for every line.
+    # Bound now, to the logging configured before the app is made (configure logging first,
+    # as the CLI does): structlog's lazy proxy would build a new logger for every line.
     log = structlog.get_logger(__name__).bind()
     return {f"/{p.channel}": HookEndpoint(p, store, settings.hook_max_bytes, log) for p in paths}
 

@@ -102,7 +102,7 @@ def parse_hook(body: bytes, content_type: str) -> Hook:
     hook: Hook
     if form:  # every value is a string already: only the list fields need decoding
         hook = _form(body)
-        for name in LIST_FIELDS.intersection(hook):
+        for name in [name for name in hook if name in LIST_FIELDS]:  # in the body's order
             hook[name] = _as_list(name, hook[name])
     else:
         hook = {name: _as_list(name, value) if name in LIST_FIELDS else _as_text(value)

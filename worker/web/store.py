@@ -9,10 +9,13 @@ key proves "seen" without holding a secret.
 Hooks that arrive while a call is in flight wait for it and then go together, in one call of
 the script that handles each of them in turn: a lone hook goes at once, and under load the round
 trip and redis-py's per-call work are shared. The call is atomic, so a batch is judged at one
-instant of Redis's clock. An error (Redis out of reach, a wrong type at the inbox key) is every
-hook of the batch's error, answered 503: those already appended are then marked seen too, so
-SendCloud's retry finds them stored and appends nothing twice. The script is run by SHA and
-loaded on NOSCRIPT (a restarted or flushed Redis), as redis-py's ``Script`` does.
+instant of Redis's clock. A hook whose append fails (a wrong type at its inbox key, Redis out of
+memory) gets that error alone, and the others of the batch their own outcomes: one broken
+inbox does not hold up the other channel's hooks. Redis out of reach is every waiting hook's
+error (503). A reply lost after the script ran (a timeout; the client tries once more) finds
+the hooks stored and answers them ``duplicate``: each is appended once, whatever is retried.
+The script is run by SHA and loaded on NOSCRIPT (a restarted or flushed Redis), as redis-py's
+``Script`` does.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from worker.web.inbox import INBOXES, Channel
 
@@ -35,7 +38,8 @@ MAX_BATCH = 256
 
 # KEYS: per hook, its token's seen key and its inbox stream.
 # ARGV: the window (ms), the seen keys' lifetime (ms), then per hook its timestamp (ms) and event.
-# Returns {now_ms, outcome...}: per hook 1 stored, 0 already seen, -1 timestamp outside the window.
+# Returns {now_ms, outcome...}: per hook 1 stored, 0 already seen, -1 timestamp outside the window,
+# or the error text of its failed XADD (nothing stored for it, its token not marked).
 APPEND_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -49,9 +53,14 @@ for i = 1, #KEYS / 2 do
   elseif redis.call('EXISTS', seen) == 1 then
     out[i + 1] = 0
   else
-    redis.call('XADD', KEYS[2 * i], '*', 'event', ARGV[2 * i + 2], 'received_at', received)
-    redis.call('SET', seen, '1', 'PX', ARGV[2])
-    out[i + 1] = 1
+    local added = redis.pcall('XADD', KEYS[2 * i], '*', 'event', ARGV[2 * i + 2],
+                              'received_at', received)
+    if type(added) == 'table' and added.err then
+      out[i + 1] = added.err
+    else
+      redis.call('SET', seen, '1', 'PX', ARGV[2])
+      out[i + 1] = 1
+    end
   end
 end
 return out
@@ -87,7 +96,8 @@ class HookStore:
 
     async def append(self, channel: Channel, token: str, timestamp_ms: int,
                      event: str) -> Appended:
-        """Raises redis-py's errors when Redis cannot be reached; nothing is stored then."""
+        """Raises redis-py's errors: Redis out of reach (nothing stored by this call), or this
+        hook's append refused (``ResponseError``; nothing stored for it)."""
         hook = (seen_key(channel, token), INBOXES[channel], timestamp_ms, event)
         future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
         self._waiting.append((hook, future))
@@ -102,7 +112,10 @@ class HookStore:
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 try:
                     now_ms, *outcomes = await self._call([hook for hook, _ in batch])
-                    replies: list[Any] = [(int(o), int(now_ms)) for o in outcomes]
+                    replies: list[Any] = [
+                        ResponseError(_text(o)) if isinstance(o, bytes | str) else (int(o), now_ms)
+                        for o in outcomes
+                    ]
                 except Exception as exc:  # Redis out of reach: every hook of the batch gets it
                     replies = [exc] * len(batch)
                 except BaseException:  # cancelled: the server is stopping
@@ -132,4 +145,9 @@ class HookStore:
         except NoScriptError:
             await self.client.script_load(APPEND_SCRIPT)
             reply = await self.client.evalsha(APPEND_SHA, len(keys), *keys, *args)
-        return list(reply)
+        now_ms, *outcomes = reply
+        return [int(now_ms), *outcomes]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
