@@ -34,6 +34,7 @@ from typing import Any
 
 import redis
 
+from producers.replies import reply_text
 from tests.redis_server import free_port, start_redis_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,9 +74,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 # -- Redis ---------------------------------------------------------------------------------------
 
@@ -99,10 +97,10 @@ def broker_backlog(client: redis.Redis, namespace: str = NAMESPACE) -> dict[str,
     """
     backlog: dict[str, int] = {}
     for raw in client.scan_iter(match=f"{namespace}:*", count=1000):
-        key = _text(raw)
+        key = reply_text(raw)
         if key.endswith(".msgs") or ".XQ" in key or key.endswith("__heartbeats__"):
             continue
-        kind = _text(client.type(raw))
+        kind = reply_text(client.type(raw))
         size = {"list": client.llen, "set": client.scard, "zset": client.zcard}.get(kind)
         if size is not None and (count := int(size(raw))):
             backlog[key] = count

@@ -79,6 +79,7 @@ from producers.contract import (
 )
 from producers.errors import IdempotencyConflict, ProducerValidationError, SettingError
 from producers.idempotency import job_copy, payload_hash
+from producers.replies import reply_text
 from producers.results import ISO_TIME_LUA
 
 if TYPE_CHECKING:
@@ -383,7 +384,7 @@ class _Run(CampaignLock):
             _OPEN_LUA, 3, self.meta, f"{self.meta}:discarded", CAMPAIGNS_KEY, fingerprint,
             self.cid, template_id, self.retention,
         )
-        if _text(stored) != fingerprint:
+        if reply_text(stored) != fingerprint:
             raise CampaignConflict(self.cid, "the template, vars, msg_type or tag differ")
         self.opened, self.generation = True, int(generation)
         return not int(created)
@@ -461,9 +462,6 @@ class _Run(CampaignLock):
                 pipe.expire(self.meta + suffix, self.retention)
             pipe.execute()
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def run_campaign(

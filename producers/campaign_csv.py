@@ -20,11 +20,7 @@ from producers.delivery import decode as decode_delivery
 from producers.delivery import delivery_key
 from producers.idempotency import FIELD_RESULT, record_key
 from producers.producer import Producer, default_producer
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
+from producers.replies import reply_text
 
 _REPORT_BATCH = 50  # chunks per round trip
 
@@ -53,7 +49,7 @@ def campaign_recipients(
                                                         strict=True):
             if phones_csv is None:
                 continue  # recorded by no run yet (the producer is still reading)
-            phones = _text(phones_csv).split(",")
+            phones = reply_text(phones_csv).split(",")
             states = decode_delivery(receipt, len(phones))
             for r, state in zip(_chunk_recipients(phones, summary, record), states, strict=True):
                 if r.outcome in ("sent", "duplicate"):
@@ -98,7 +94,7 @@ def _report_rows(campaign_id: str, status: CampaignStatus, producer: Producer
     invalid_key = f"{campaign_key(campaign_id)}:invalid"
     for start in range(0, status.invalid, 10_000):
         for entry in producer.redis.lrange(invalid_key, start, start + 9_999):
-            position, rule, raw = _text(entry).split("\t", 2)
+            position, rule, raw = reply_text(entry).split("\t", 2)
             yield (raw, "invalid", "", "", f"input entry {position}: {rule}", "", "")
 
 

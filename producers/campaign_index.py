@@ -11,6 +11,7 @@ from producers.campaign import campaign_key
 from producers.campaign_report import CampaignNotFound, CampaignStatus, campaign_status
 from producers.contract import CAMPAIGNS_KEY
 from producers.producer import Producer, default_producer
+from producers.replies import reply_text
 
 # KEYS: the index, the campaign's record. ARGV: campaign id. Only a campaign whose record is
 # gone leaves: one started again under the id in between keeps its place.
@@ -19,9 +20,6 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def list_campaigns(*, limit: int = 50, producer: Producer | None = None) -> list[CampaignStatus]:
@@ -32,7 +30,7 @@ def list_campaigns(*, limit: int = 50, producer: Producer | None = None) -> list
     found: list[CampaignStatus] = []
     newest: list[bytes] = producer.redis.zrevrange(CAMPAIGNS_KEY, 0, limit - 1)  # type: ignore[assignment]
     for raw in newest:
-        campaign_id = _text(raw)
+        campaign_id = reply_text(raw)
         try:
             found.append(campaign_status(campaign_id, producer=producer))
         except CampaignNotFound:

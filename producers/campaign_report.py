@@ -23,6 +23,7 @@ from producers.contract import CAMPAIGNS_KEY, RECONCILE_KEY
 from producers.delivery import codes_key, delivery_key
 from producers.idempotency import record_key
 from producers.producer import Producer, default_producer
+from producers.replies import reply_text
 
 _COUNTERS = ("input", "valid", "invalid", "duplicates", "chunks_done", "accepted", "failed",
              "cancelled", "review", "delivered", "undelivered", "rejected")
@@ -76,9 +77,6 @@ class CampaignNotFound(ValueError):
         super().__init__(f"campaign_id {campaign_id!r} names no known campaign")
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 def campaign_status(campaign_id: str, *, producer: Producer | None = None) -> CampaignStatus:
     """Totals and progress of ``campaign_id``; raises :class:`CampaignNotFound` if unknown."""
@@ -92,7 +90,7 @@ def campaign_status(campaign_id: str, *, producer: Producer | None = None) -> Ca
         raw, enqueued, recorded, codes = pipe.execute()
     if not raw:
         raise CampaignNotFound(campaign_id)
-    fields = {_text(k): _text(val) for k, val in raw.items()}
+    fields = {reply_text(k): reply_text(val) for k, val in raw.items()}
     counts = {name: int(fields.get(name, "0")) for name in _COUNTERS}
     sealed = "chunks" in fields
     return CampaignStatus(
@@ -266,13 +264,13 @@ def discard_campaign(campaign_id: str, *, producer: Producer | None = None) -> C
         )
     finally:
         lock.release()
-    status = _text(reply[0])
+    status = reply_text(reply[0])
     if status == "missing":
         raise CampaignNotFound(cid)
     if status == "busy":  # our lock's lease ran out and a start took over
         raise CampaignBusy(cid, "a start took over")
     if status == "refused":
-        raise CampaignNotDiscardable(cid, int(reply[1]), _text(reply[2]))
+        raise CampaignNotDiscardable(cid, int(reply[1]), reply_text(reply[2]))
     return CampaignDiscard(cid, chunks=int(reply[1]), stopped=int(reply[2]))
 
 

@@ -45,6 +45,7 @@ from producers.contract import DEFAULT_QUEUED_AFTER, KEY_PREFIX, RECONCILE_KEY
 from producers.errors import IdempotencyConflict
 from producers.redis_client import DEFAULT_WAIT_TIMEOUT_MS
 from producers.replication import NotReplicated, run_replicated
+from producers.replies import reply_text
 
 RECORD_PREFIX = f"{KEY_PREFIX}idem:"
 HASH_EXCLUDED_FIELDS = frozenset({"key", "enqueued_at", "expires_at", "expires_in"})
@@ -177,15 +178,12 @@ def payload_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 def decode_record(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
     """A record as HGETALL returned it, with text fields, float timestamps, decoded result."""
     if not raw:
         return None
-    record: dict[str, Any] = {_text(name): _text(value) for name, value in raw.items()}
+    record: dict[str, Any] = {reply_text(name): reply_text(value) for name, value in raw.items()}
     for name in (FIELD_CREATED_AT, FIELD_UPDATED_AT):
         if name in record:
             record[name] = float(record[name])
@@ -255,13 +253,14 @@ class IdempotencyStore:
             self.client, self._reserve, keys, args,
             replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
         )  # fmt: skip
-        status = _text(reply[0])
+        status = reply_text(reply[0])
         if status == "conflict":
             raise IdempotencyConflict(items[int(reply[1]) - 1][0])
         now = float(reply[1])
         pairs = reply[2:]
         reservations = [
-            Reservation(created=_text(pairs[i]) == "1", state=_text(pairs[i + 1]), now=now)
+            Reservation(created=reply_text(pairs[i]) == "1", state=reply_text(pairs[i + 1]),
+                        now=now)
             for i in range(0, len(pairs), 2)
         ]
         if acknowledged < self.wait_replicas:

@@ -156,6 +156,7 @@ from typing import Any, Final, Literal
 import redis
 
 from producers.contract import SMS_RESULTS_STREAM
+from producers.replies import reply_text
 
 FieldType = Literal["text", "int", "float", "bool", "list", "time"]
 
@@ -497,13 +498,10 @@ class ResultRecord:
         return self.fields.get(name, default)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 def decode_fields(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
     """A stream entry (as XRANGE/XREAD return it) as its record: :func:`shape_record`."""
-    return shape_record({_text(name): _text(value) for name, value in raw.items()})
+    return shape_record({reply_text(name): reply_text(value) for name, value in raw.items()})
 
 
 # -- a job's idempotency record, as apps and operators see it -------------------------------
@@ -535,7 +533,7 @@ def job_status(key: str, raw: Mapping[bytes | str, bytes | str]) -> dict[str, An
     are left out."""
     if not raw:
         return None
-    record = {_text(name): _text(value) for name, value in raw.items()}
+    record = {reply_text(name): reply_text(value) for name, value in raw.items()}
     state = record.get("state", "")
     result: dict[str, Any] | None = None
     if record.get("result"):
@@ -574,7 +572,7 @@ def _records(reply: Any) -> list[ResultRecord]:
     if entries and isinstance(entries[0], list):
         entries = entries[0]  # RESP3 nests the entry list once more
     return [
-        ResultRecord(id=_text(entry_id), fields=decode_fields(raw or {}))
+        ResultRecord(id=reply_text(entry_id), fields=decode_fields(raw or {}))
         for entry_id, raw in entries
     ]
 
@@ -660,7 +658,7 @@ class ResultReader:
             # "$" means "after the newest entry" anew on each XREAD: pin it once, so that an
             # entry added between two slices below is not skipped.
             newest: list[Any] = list(self.redis.xrevrange(self.stream, count=1) or [])
-            self.last_id = _text(newest[0][0]) if newest else "0-0"
+            self.last_id = reply_text(newest[0][0]) if newest else "0-0"
         # A block as long as the client's socket timeout (redis-py's from_url sets 5 s) would
         # end in a TimeoutError: wait in slices shorter than it, as long as asked.
         timeout = _socket_timeout(self.redis)

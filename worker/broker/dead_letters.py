@@ -39,6 +39,7 @@ from dramatiq.message import Message
 from producers.brokers import BROKER_NAMESPACE as NAMESPACE
 from producers.contract import ALL_QUEUES, KEY_PREFIX
 from producers.idempotency import FINAL_STATES, record_key
+from producers.replies import reply_text
 
 log = structlog.get_logger(__name__)
 
@@ -79,9 +80,6 @@ def dead_letter_keys(namespace: str, queue: str) -> tuple[str, str]:
     base = f"{namespace}:{q_name(queue)}.XQ"
     return base, f"{base}.msgs"
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def last_line(text: str) -> str:
@@ -163,7 +161,7 @@ def list_dead_letters(
         datas: list[Any] = list(client.hmget(msgs, [redis_id for redis_id, _ in entries]))
         for (redis_id, score), data in zip(entries, datas, strict=True):
             if data is not None:  # expired between the two reads
-                letters.append(DeadLetter.parse(name, _text(redis_id), data, float(score)))
+                letters.append(DeadLetter.parse(name, reply_text(redis_id), data, float(score)))
     letters.sort(key=lambda letter: letter.dead_at)
     letters = letters if limit is None else letters[:limit]
     return with_job_states(client, letters)
@@ -178,7 +176,7 @@ def with_job_states(client: redis.Redis, letters: list[DeadLetter]) -> list[Dead
         pipe.hget(record_key(str(letter.key)), "state")
     states = {id(x): s for x, s in zip(keyed, pipe.execute(), strict=True)}
     return [
-        dataclasses.replace(x, job_state=_text(states[id(x)])) if states.get(id(x)) else x
+        dataclasses.replace(x, job_state=reply_text(states[id(x)])) if states.get(id(x)) else x
         for x in letters
     ]
 

@@ -26,6 +26,7 @@ from producers.contract import (
     SMS_DELIVERY_STREAM,
     SMS_RESULTS_STREAM,
 )
+from producers.replies import reply_text
 from worker.cli import UsageError
 from worker.cli.health import connect_redis, load_settings
 
@@ -76,15 +77,12 @@ def _last_entries(client: redis.Redis, stream: str, count: int) -> tuple[list[An
 
     raw: list[Any] = list(client.xrevrange(stream, count=max(count, 1)) or [])
     records = [
-        ResultRecord(id=_text(entry_id), fields=decode_fields(fields))
+        ResultRecord(id=reply_text(entry_id), fields=decode_fields(fields))
         for entry_id, fields in reversed(raw)
     ]
     newest = records[-1].id if records else "0-0"
     return (records[-count:] if count > 0 else []), newest
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def tail(

@@ -88,6 +88,7 @@ from producers.idempotency import (
 )
 from producers.redis_client import DEFAULT_WAIT_TIMEOUT_MS
 from producers.replication import NotReplicated, PinnedScripts
+from producers.replies import reply_text
 from producers.sms_index import DAY, DEFAULT_WINDOW, INDEX_LUA
 from producers.sms_index import pack as pack_index
 from worker.jobs.campaign import ACCOUNT_LUA
@@ -305,7 +306,7 @@ def deployment_namespace(client: redis.Redis, configured: str) -> str:
         return configured
     client.set(NAMESPACE_KEY, secrets.token_hex(6), nx=True)
     stored = client.get(NAMESPACE_KEY)
-    return _text(stored) if stored is not None else ""
+    return reply_text(stored) if stored is not None else ""
 
 
 @dataclass(frozen=True)
@@ -338,9 +339,6 @@ class Check:
     now: float = 0.0
     uncertain_since: float | None = None
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _time_arg(now: float | None) -> str:
@@ -412,7 +410,7 @@ class JobLedger:
              request_id, send_request_id(key)],
             replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
         )  # fmt: skip
-        reply = [_text(part) for part in raw]
+        reply = [reply_text(part) for part in raw]
         if reply[0] == "final":
             return Claim("final", final_state=reply[1])
         if reply[0] == "busy":
@@ -444,7 +442,7 @@ class JobLedger:
     def check(self, key: str, token: str, now: float | None = None) -> Check:
         """Whether ``token`` still holds the claim, with Redis's time and uncertain_since."""
         raw, _ = self._scripts.run(self._check, [record_key(key)], [token, _time_arg(now)])
-        reply = [_text(part) for part in raw]
+        reply = [reply_text(part) for part in raw]
         if reply[0] != "ok":
             return Check(False)
         return Check(True, float(reply[1]), float(reply[2]) if reply[2] else None)
@@ -514,9 +512,9 @@ class JobLedger:
             if entry is None:
                 return None
             if acknowledged >= self.wait_replicas:
-                return _text(entry)
+                return reply_text(entry)
         raise NotReplicated(f"the final record of {key!r}", acknowledged, self.wait_replicas)
 
     def get(self, key: str) -> dict[str, Any]:
         raw = self.client.hgetall(record_key(key))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {reply_text(k): reply_text(v) for k, v in raw.items()}

@@ -113,7 +113,8 @@ class HookStore:
                 try:
                     now_ms, *outcomes = await self._call([hook for hook, _ in batch])
                     replies: list[Any] = [
-                        ResponseError(_text(o)) if isinstance(o, bytes | str) else (int(o), now_ms)
+                        ResponseError(_error_text(o)) if isinstance(o, bytes | str)
+                        else (int(o), now_ms)
                         for o in outcomes
                     ]
                 except Exception as exc:  # Redis out of reach: every hook of the batch gets it
@@ -149,5 +150,5 @@ class HookStore:
         return [int(now_ms), *outcomes]
 
 
-def _text(value: bytes | str) -> str:
+def _error_text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
