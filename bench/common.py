@@ -74,7 +74,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-
 # -- Redis ---------------------------------------------------------------------------------------
 
 

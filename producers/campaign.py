@@ -463,7 +463,6 @@ class _Run(CampaignLock):
             pipe.execute()
 
 
-
 def run_campaign(
     producer: Producer,
     campaign_id: str,
@@ -613,7 +612,6 @@ def _slow_normalize(raw: object) -> tuple[str | None, str]:
 def _raw_text(raw: object) -> str:
     text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
     return text.strip().replace("\t", " ").replace("\n", " ")[:_RAW_LIMIT]
-
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 
-
 def list_campaigns(*, limit: int = 50, producer: Producer | None = None) -> list[CampaignStatus]:
     """The ``limit`` newest campaigns with their progress, newest first."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

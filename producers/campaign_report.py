@@ -77,7 +77,6 @@ class CampaignNotFound(ValueError):
         super().__init__(f"campaign_id {campaign_id!r} names no known campaign")
 
 
-
 def campaign_status(campaign_id: str, *, producer: Producer | None = None) -> CampaignStatus:
     """Totals and progress of ``campaign_id``; raises :class:`CampaignNotFound` if unknown."""
     producer = producer or default_producer()

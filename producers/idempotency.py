@@ -178,7 +178,6 @@ def payload_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
-
 def decode_record(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
     """A record as HGETALL returned it, with text fields, float timestamps, decoded result."""
     if not raw:

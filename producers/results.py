@@ -498,7 +498,6 @@ class ResultRecord:
         return self.fields.get(name, default)
 
 
-
 def decode_fields(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
     """A stream entry (as XRANGE/XREAD return it) as its record: :func:`shape_record`."""
     return shape_record({reply_text(name): reply_text(value) for name, value in raw.items()})

@@ -81,7 +81,6 @@ def dead_letter_keys(namespace: str, queue: str) -> tuple[str, str]:
     return base, f"{base}.msgs"
 
 
-
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""

@@ -84,7 +84,6 @@ def _last_entries(client: redis.Redis, stream: str, count: int) -> tuple[list[An
     return (records[-count:] if count > 0 else []), newest
 
 
-
 def tail(
     client: redis.Redis,
     stream: str,

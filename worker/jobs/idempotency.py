@@ -340,7 +340,6 @@ class Check:
     uncertain_since: float | None = None
 
 
-
 def _time_arg(now: float | None) -> str:
     return "" if now is None else repr(now)
 

@@ -23,8 +23,6 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from producers.replies import reply_text
-
 SMS_INBOX = "sendcloud:inbox:sms"
 MAIL_INBOX = "sendcloud:inbox:mail"
 
@@ -48,11 +46,15 @@ def encode_event(hook: Mapping[str, str | list[str]]) -> str:
     return _compact({name: value for name, value in hook.items() if name not in DROPPED_FIELDS})
 
 
+def _text(value: bytes | str) -> str:
+    # Not producers.replies: the receiver imports nothing of the producers (docs/architecture.md).
+    return value.decode() if isinstance(value, bytes) else value
+
 
 def decode_entry(fields: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[dict[str, Any], int]:
     """``(event, received_at_ms)`` of one inbox entry's fields, as XREAD/XRANGE return them
     (bytes, or str from a client made with ``decode_responses=True``)."""
-    by_name = {reply_text(name): reply_text(value) for name, value in fields.items()}
+    by_name = {_text(name): _text(value) for name, value in fields.items()}
     try:
         event = json.loads(by_name["event"])
         received_at_ms = int(by_name["received_at"])
