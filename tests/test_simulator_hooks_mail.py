@@ -170,11 +170,18 @@ def test_cli_posts_signed_sms_hooks_with_the_key_from_the_environment():
                "--hook-mix", "deliver=0,workererror=1", "--hook-encoding", "json"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    try:
-        lines: queue.Queue[str] = queue.Queue()
+    lines: queue.Queue[str] = queue.Queue()
+    printed: list[str] = []
+
+    def read_stdout() -> None:  # the one reader of stdout, to its end (the process exiting)
         assert process.stdout is not None
-        threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],  # type: ignore[union-attr]
-                         daemon=True).start()
+        for line in process.stdout:
+            printed.append(line)
+            lines.put(line)
+
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
+    try:
         assert "listening" in lines.get(timeout=30)
         assert lines.get(timeout=30).strip() == f"posting SMSHook events to {receiver.url('/sms')}"
         params = {"smsUser": "sim_sms_user", "templateId": "1", "phone": "13900000001"}
@@ -189,7 +196,10 @@ def test_cli_posts_signed_sms_hooks_with_the_key_from_the_environment():
             == ["request", "workererror"]
     finally:
         process.terminate()
-        out, err = process.communicate(timeout=30)
+        assert process.stderr is not None
+        err = process.stderr.read()  # to its end: the process has exited
+        process.wait(timeout=30)
+        reader.join(timeout=30)
         receiver.stop()
     assert process.returncode == 0, err
-    assert "env-app-key" not in out + err
+    assert "env-app-key" not in "".join(printed) + err
