@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
+import simulator.core
 from simulator import Simulator
 from tests.test_simulator_support import SimClient, make_sim, signed
 
@@ -17,6 +21,18 @@ def setup() -> tuple[Simulator, SimClient]:
     sim, client, _ = make_sim()
     sim.seed_template(1, "hello")
     return sim, client
+
+
+def patch_simulator_sleep(
+    monkeypatch: pytest.MonkeyPatch, sleep: Callable[[float], object]
+) -> None:
+    """The simulator's ``time.sleep`` only. Patching ``time.sleep`` itself would also catch
+    every other thread of the test session (a Dramatiq consumer backing off after another
+    test), and its sleeps would count as the simulator's."""
+    own_time = SimpleNamespace(**{name: getattr(time, name) for name in dir(time)
+                                  if not name.startswith("_")})
+    own_time.sleep = sleep
+    monkeypatch.setattr(simulator.core, "time", own_time)
 
 
 def send(client: SimClient, phone: str = PHONE, **params: Any) -> httpx.Response:
@@ -119,7 +135,7 @@ def test_latency_sleeps_outside_the_lock(setup, monkeypatch: pytest.MonkeyPatch)
         sleeping.set()
         assert release.wait(10)
 
-    monkeypatch.setattr("simulator.core.time.sleep", fake_sleep)
+    patch_simulator_sleep(monkeypatch, fake_sleep)
     sim.faults.set("/smsapi/send", latency=2.5)
     results: list[int] = []
     slow = threading.Thread(target=lambda: results.append(send(client).json()["statusCode"]))
@@ -191,7 +207,7 @@ def test_concurrent_in_process_sends_are_counted_exactly(setup):
 def test_capacity_serves_that_many_at_once_and_queues_the_rest(setup, monkeypatch):
     sim, client = setup
     gate = threading.Event()
-    monkeypatch.setattr("simulator.core.time.sleep", lambda seconds: gate.wait(10))
+    patch_simulator_sleep(monkeypatch, lambda seconds: gate.wait(10))
     sim.faults.set("/smsapi/send", latency=1.0, capacity=2)
     codes: list[int] = []
     senders = [threading.Thread(target=lambda i=i: codes.append(
