@@ -79,7 +79,7 @@ class Stack:
         try:
             yield worker
         finally:
-            worker.stop()
+            stop_worker(worker)
 
     def records(self, stream: str = SMS_RESULTS_STREAM) -> list[dict[str, Any]]:
         return stream_records(self.redis, stream)
@@ -100,6 +100,16 @@ class Stack:
 
     def ledger_by_request(self) -> Counter[tuple[str | None, str]]:
         return Counter((e.send_request_id, e.phone) for e in self.sim.ledger.entries())
+
+
+def stop_worker(worker: dramatiq.Worker) -> None:
+    """Stop ``worker`` and take its middleware off its broker. Dramatiq leaves it there, and a
+    queue the broker declares later (a replay, another test's actor) would start a consumer
+    for the stopped worker, one that nothing stops and that keeps reconnecting to a RabbitMQ
+    vhost after its test deleted it."""
+    worker.stop()
+    middleware = worker.broker.middleware
+    middleware[:] = [m for m in middleware if getattr(m, "worker", None) is not worker]
 
 
 def request_id(client: redis.Redis, key: str) -> str:

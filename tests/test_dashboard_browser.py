@@ -43,6 +43,7 @@ from bench.common import (
 from producers import Producer, campaign_status, start_campaign
 from producers.contract import SEND_SMS_ACTOR, SMS_QUEUE
 from tests.dashboard_support import PASSWORDS, WEB_SECRET, add_users
+from tests.jobs_harness import stop_worker
 from tests.redis_server import free_port
 from tests.webhooks import SMS_KEY
 from worker.broker import dead_letters as dlq
@@ -148,7 +149,7 @@ def dead_letter_a_real_job(redis_url: str, producer: Producer) -> str:
         assert wait_for(lambda: dlq.count_dead_letters(broker.client, "dramatiq", SMS_QUEUE) == 1,
                         30)
     finally:
-        worker.stop()
+        stop_worker(worker)
         broker.close()
     return key
 

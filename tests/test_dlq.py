@@ -10,6 +10,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from producers.contract import SMS_QUEUE
 from producers.idempotency import record_key
+from tests.jobs_harness import stop_worker
 from worker.broker import dead_letters as dlq
 from worker.sendcloud.errors import InvalidRequestError
 
@@ -57,7 +58,7 @@ def dead_letter_one(broker: RedisBroker, key: str, calls: list[dict[str, object]
         wait_for(lambda: dlq.count_dead_letters(broker.client, broker.namespace, SMS_QUEUE)
                  == before + 1)
     finally:
-        worker.stop()
+        stop_worker(worker)
 
 
 def test_list_shows_actor_key_and_reason_of_the_final_attempt(
@@ -91,7 +92,7 @@ def test_replay_reenqueues_and_empties_the_dlq(make_broker: BrokerFactory) -> No
         wait_for(lambda: len(calls) == 2)
         broker.join(SMS_QUEUE, timeout=10_000)
     finally:
-        worker.stop()
+        stop_worker(worker)
     assert calls[1] == {"key": "k-2", "phones": ["13800000000"]}
     assert dlq.list_dead_letters(broker.client) == []
 

@@ -23,6 +23,7 @@ from tests.jobs_harness import (
     mainland,
     request_id,
     stack_factory,
+    stop_worker,
     wait_until,
 )
 from tests.rabbitmq_server import RabbitVhost
@@ -199,7 +200,7 @@ def dead_letter(broker: dramatiq.Broker, client: redis.Redis, vhost: RabbitVhost
         assert wait_until(lambda: vhost.counts().get(f"{SMS_QUEUE}.XQ", (0, 0))[0] == dead + 1
                           and client.exists(dlq.reason_key(message.message_id)), 20)
     finally:
-        worker.stop()
+        stop_worker(worker)
     return message.message_id
 
 

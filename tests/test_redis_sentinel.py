@@ -24,7 +24,14 @@ from producers.contract import SMS_RESULTS_STREAM
 from producers.errors import SettingError
 from producers.redis_client import node_kwargs, parse_redis_target, redis_from_env
 from simulator import Simulator
-from tests.jobs_harness import TEMPLATE_ID, fast_settings, mainland, stream_records, wait_until
+from tests.jobs_harness import (
+    TEMPLATE_ID,
+    fast_settings,
+    mainland,
+    stop_worker,
+    stream_records,
+    wait_until,
+)
 from tests.sentinel_servers import MASTER, SentinelGroup, sentinel_group
 from worker.broker import make_broker
 from worker.connections import async_redis_client, redis_client
@@ -191,7 +198,7 @@ def test_a_producer_enqueues_and_a_worker_finishes_through_sentinel(
     try:
         assert wait_until(lambda: {r["key"] for r in stream_records(primary)} >= set(keys), 60)
     finally:
-        worker.stop()
+        stop_worker(worker)
         broker.close()
         producer.close()
     records = stream_records(primary, SMS_RESULTS_STREAM)
