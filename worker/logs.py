@@ -40,6 +40,10 @@ QUIET_LOGGERS = ("httpx", "httpcore")
 _HANDLER_MARK = "_sendcloud_jobs_handler"
 
 
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower() in SECRET_KEYS
+
+
 class Redactor:
     """A structlog processor masking secret keys and secret values, at any depth."""
 
@@ -55,19 +59,19 @@ class Redactor:
         for key, value in event_dict.items():
             secret = self._secret_key.get(key)
             if secret is None:
-                secret = isinstance(key, str) and key.lower() in SECRET_KEYS
+                secret = _is_secret_key(key)
                 if len(self._secret_key) < 4096:
                     self._secret_key[key] = secret
             if secret:
                 redacted[key] = MASK
             elif type(value) is str:  # the common case, without _value's other checks
-                redacted[key] = self.scrub(value) if self.secrets else value
+                redacted[key] = self.scrub(value)
             else:
                 redacted[key] = self._value(None, value)
         return redacted
 
     def _value(self, key: object, value: Any) -> Any:
-        if isinstance(key, str) and key.lower() in SECRET_KEYS:
+        if _is_secret_key(key):
             return MASK
         if isinstance(value, str):
             return self.scrub(value)

@@ -111,10 +111,10 @@ class HookStore:
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
                 try:
-                    now_ms, *outcomes = await self._call([hook for hook, _ in batch])
+                    now, *outcomes = await self._call([hook for hook, _ in batch])
                     replies: list[Any] = [
                         ResponseError(_error_text(o)) if isinstance(o, bytes | str)
-                        else (int(o), now_ms)
+                        else (int(o), int(now))
                         for o in outcomes
                     ]
                 except Exception as exc:  # Redis out of reach: every hook of the batch gets it
@@ -135,7 +135,8 @@ class HookStore:
             self._sender = None
 
     async def _call(self, hooks: Sequence[tuple[str, str, int, str]]) -> list[Any]:
-        """One call of the script for ``hooks``; loaded and called again if Redis lost it."""
+        """The script's reply for ``hooks`` (Redis's time, then an outcome per hook); the
+        script is loaded and called again if Redis lost it."""
         keys: list[str] = []
         args: list[str | int] = [self.window_ms, 2 * self.window_ms]
         for seen, inbox, timestamp_ms, event in hooks:
@@ -146,8 +147,7 @@ class HookStore:
         except NoScriptError:
             await self.client.script_load(APPEND_SCRIPT)
             reply = await self.client.evalsha(APPEND_SHA, len(keys), *keys, *args)
-        now_ms, *outcomes = reply
-        return [int(now_ms), *outcomes]
+        return list(reply)
 
 
 def _error_text(value: bytes | str) -> str:
