@@ -11,8 +11,10 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -369,7 +371,9 @@ def test_a_line_that_cannot_be_rendered_does_not_fail_the_caller(
 def test_the_timestamp_is_utc_iso_8601_with_microseconds(
     monkeypatch: pytest.MonkeyPatch, now: float
 ) -> None:
-    monkeypatch.setattr(logs_module.time, "time", lambda: now)
+    # worker.logs's own clock only: patching time.time would reach every thread of the session.
+    clock = SimpleNamespace(time=lambda: now, strftime=time.strftime, gmtime=time.gmtime)
+    monkeypatch.setattr(logs_module, "time", clock)
     stamped = utc_timestamp(None, "info", {})["timestamp"]
     expected = datetime.fromtimestamp(now, UTC)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamped)
