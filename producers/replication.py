@@ -12,7 +12,11 @@ too few replicas is still on the primary; callers treat it as not decided (see
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -90,9 +94,11 @@ class PinnedScripts:
     connection-count bookkeeping) and returning it cost a third of the CPU of a script call,
     and a worker makes two such calls a job. Here each thread keeps a connection of its own,
     made with the client pool's class and settings but outside the pool (it counts against no
-    ``max_connections`` and closes with its thread). Before each use it is checked as the pool
-    checks its connections (one the server closed is reconnected, not reported); a dropped one
-    is retried with the client's own retry policy, as the client's commands are. A forked child
+    ``max_connections`` and closes with its thread). An idle one is checked before use as the
+    pool checks its connections (one the server closed is reconnected, not reported); one in
+    steady use is not, which saves a poll a call; a dropped one is retried with the client's
+    own retry policy, as the client's commands are. Its socket's timeout is the kernel's
+    (:func:`_kernel_timed`). A forked child
     makes fresh connections. Under Sentinel a connection asks the sentinels for the master each
     time it connects, so a call that too few replicas acknowledged drops its connection: the
     next one finds the master again, where a pooled connection would have been checked on
@@ -126,20 +132,24 @@ class PinnedScripts:
             self._connection().disconnect()
         return replies[0], acknowledged
 
-    def _connection(self) -> AbstractConnection:
-        local = self._local
-        if getattr(local, "generation", None) != _fork_generation:
+    def _pinned(self) -> _Pinned:
+        pinned: _Pinned | None = getattr(self._local, "pinned", None)
+        if pinned is None or pinned.generation != _fork_generation:
             pool = self.client.connection_pool
-            local.connection = pool.connection_class(**pool.connection_kwargs)
-            local.generation = _fork_generation
-        connection: AbstractConnection = local.connection
-        return connection
+            connection = _kernel_timed(pool.connection_class)(**pool.connection_kwargs)
+            pinned = self._local.pinned = _Pinned(connection)
+        return pinned
+
+    def _connection(self) -> AbstractConnection:
+        return self._pinned().connection
 
     def _execute(self, commands: list[Command]) -> list[Any]:
-        connection = self._connection()
+        pinned = self._pinned()
+        connection = pinned.connection
 
         def attempt() -> list[Any]:
-            _ready(connection)
+            pinned.ready()
+            pinned.clean = False
             connection.send_packed_command(connection.pack_commands(commands))
             replies: list[Any] = []
             for _ in commands:  # every reply is read, errors too, so the next call starts clean
@@ -147,6 +157,8 @@ class PinnedScripts:
                     replies.append(connection.read_response())
                 except ResponseError as error:
                     replies.append(error)
+            pinned.clean = True
+            pinned.used = time.monotonic()
             for reply in replies:  # the first error, in order: a lost script is replies[0]
                 if isinstance(reply, ResponseError):
                     raise reply
@@ -157,6 +169,103 @@ class PinnedScripts:
             return attempt()
         replies: list[Any] = retry.call_with_retry(attempt, lambda _: connection.disconnect())
         return replies
+
+
+#: A pinned connection used more recently than this is not checked before its next call: a
+#: server closes an idle client (its ``timeout`` setting) only after whole seconds, and a
+#: connection dropped in between fails its call, which the client's retry policy repeats on a
+#: new one, as it would after a check.
+CHECK_IDLE_AFTER = 1.0
+
+
+class _Pinned:
+    """A thread's connection, and what is known of it without asking the kernel."""
+
+    __slots__ = ("clean", "connection", "generation", "used")
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.generation = _fork_generation
+        #: False between a call's send and its last reply: a call stopped there (an
+        #: exception raised into the thread, such as Dramatiq's time limit) left its replies
+        #: unread, and the next call would read them as its own.
+        self.clean = True
+        self.used = float("-inf")
+
+    def ready(self) -> None:
+        """Connected, with nothing unread. A busy connection is trusted (see
+        :data:`CHECK_IDLE_AFTER`); an idle one is checked as the pool checks its connections."""
+        connection = self.connection
+        if not self.clean:
+            connection.disconnect()
+        elif time.monotonic() - self.used >= CHECK_IDLE_AFTER:
+            sock = getattr(connection, _KERNEL_TIMED_SOCKET, None)
+            if sock is None:
+                _ready(connection)
+                return
+            if not _idle_and_empty(sock):
+                connection.disconnect()
+        connection.connect()  # a no-op when connected; a failure is the caller's to retry
+
+
+#: Where a connection made by :func:`_kernel_timed` keeps the socket it tuned.
+_KERNEL_TIMED_SOCKET = "kernel_timed_socket"
+_TIMEVAL = struct.Struct("@ll")
+_kernel_timed_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _kernel_timed(cls: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``cls`` whose sockets leave their timeout to the kernel (SO_RCVTIMEO, SO_SNDTIMEO)
+    instead of to Python.
+
+    CPython polls a socket that has a timeout before every send and every receive, and each
+    poll lets go of the GIL; with a worker's eight threads each let-go costs two context
+    switches, which were the larger part of a script call's CPU. A blocking socket with the
+    kernel's timeouts makes one system call a send or receive, with the same bound: a stalled
+    server fails the call with a ``redis.ConnectionError`` once the timeout passes. Linux only,
+    plain TCP and Unix sockets only (TLS keeps Python's timeout).
+    """
+    made = _kernel_timed_classes.get(cls)
+    if made is not None:
+        return made
+
+    def _connect(self: AbstractConnection) -> socket.socket:
+        sock: socket.socket = super(made_cls, self)._connect()  # type: ignore[misc]
+        tuned = sys.platform == "linux" and type(sock) is socket.socket and _kernel_timeouts(sock)
+        setattr(self, _KERNEL_TIMED_SOCKET, sock if tuned else None)
+        return sock
+
+    made_cls: type[AbstractConnection] = type(f"KernelTimed{cls.__name__}", (cls,),
+                                              {"_connect": _connect})
+    _kernel_timed_classes[cls] = made_cls
+    return made_cls
+
+
+def _kernel_timeouts(sock: socket.socket) -> bool:
+    """Move ``sock``'s timeout (if any) from Python to the kernel; False if it has none to
+    move (a blocking socket polls nothing anyway)."""
+    timeout = sock.gettimeout()
+    if timeout is None or timeout <= 0:
+        return timeout is None
+    seconds = int(timeout)
+    micros = int((timeout - seconds) * 1_000_000)
+    timeval = _TIMEVAL.pack(seconds, micros if seconds or micros else 1)  # 0 would mean never
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    sock.settimeout(None)
+    return True
+
+
+def _idle_and_empty(sock: socket.socket) -> bool:
+    """Nothing to read on ``sock`` and no end of stream: a server that closed the connection
+    shows as readable. Peeks without blocking and without changing the socket's mode."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 #: Counts forks: a child's threads take connections of their own (os.getpid() is a syscall).

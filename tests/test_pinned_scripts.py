@@ -2,13 +2,17 @@
 
 What the pool did for every call must still hold: a connection the server closed is replaced
 without an error, a script missing from the cache is loaded, an error reply leaves the
-connection usable, and threads do not share a connection.
+connection usable, and threads do not share a connection. The socket's timeout is the
+kernel's, and still bounds a call to a server that does not answer.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import socket
+import struct
+import sys
 import threading
 import weakref
 from typing import Any
@@ -19,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bench.common import wait_for
+from producers import replication
 from producers.replication import PinnedScripts, run_replicated
 
 SCRIPT = "redis.call('INCRBY', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
@@ -47,20 +52,114 @@ def test_runs_a_script_and_keeps_one_connection(redis_client: redis.Redis) -> No
     assert _ids(redis_client, "pinned-one") == before and len(before) == 1
 
 
-def test_a_connection_the_server_closed_is_replaced_without_an_error(
-    redis_url: str, redis_client: redis.Redis
+def test_an_idle_connection_the_server_closed_is_replaced_without_an_error(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Checked before use as the pool checks its connections: no retry policy is needed."""
+    """An idle connection is checked before use as the pool checks its connections: no retry
+    policy is needed."""
     client = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0))
     scripts = PinnedScripts(client)
     script = client.register_script(SCRIPT)
     _name(scripts, "pinned-killed")
+    scripts.run(script, ["pinned:k"], [1])
+    monkeypatch.setattr(replication, "CHECK_IDLE_AFTER", 0.0)  # idle from now on
     (victim,) = _ids(redis_client, "pinned-killed")
     redis_client.client_kill_filter(_id=victim)
     reply, _ = scripts.run(script, ["pinned:k"], [1])
-    assert int(reply) == 1
-    assert int(redis_client.get("pinned:k") or 0) == 1
+    assert int(reply) == 2
     client.close()
+
+
+def test_a_busy_connection_the_server_closed_is_retried_by_the_clients_policy(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Used a moment ago, a connection is not checked: the call fails on it and the client's
+    retry policy runs it again on a new one. Without retries the error is the caller's."""
+    for retries, survives in ((1, True), (0, False)):
+        client = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), retries))
+        scripts = PinnedScripts(client)
+        script = client.register_script(SCRIPT)
+        key = f"pinned:busy:{retries}"
+        _name(scripts, f"pinned-busy-{retries}")
+        scripts.run(script, [key], [1])
+        (victim,) = _ids(redis_client, f"pinned-busy-{retries}")
+        redis_client.client_kill_filter(_id=victim)
+        if survives:
+            reply, _ = scripts.run(script, [key], [1])
+            assert int(reply) == 2
+        else:
+            with pytest.raises(redis.ConnectionError):
+                scripts.run(script, [key], [1])
+            reply, _ = scripts.run(script, [key], [1])  # the next call connects afresh
+            assert int(reply) == 2
+        client.close()
+
+
+def test_a_call_stopped_before_its_reply_leaves_no_reply_for_the_next(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception raised into the thread between a call's send and its read (Dramatiq's time
+    limit does that) leaves the reply unread on the connection; the next call must not take it
+    for its own, even on a connection used a moment ago."""
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    scripts.run(script, ["pinned:s"], [1])
+    connection = scripts._connection()
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise Interrupted
+
+    monkeypatch.setattr(connection, "read_response", interrupted)
+    with pytest.raises(Interrupted):
+        scripts.run(script, ["pinned:s"], [10])
+    monkeypatch.undo()
+    reply, _ = scripts.run(script, ["pinned:s"], [100])
+    assert int(reply) == 111  # its own reply: 1 + 10 (sent, unread) + 100
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel socket timeouts are set on Linux")
+def test_the_socket_timeout_is_the_kernels(redis_url: str) -> None:
+    """The client's socket_timeout moves to SO_RCVTIMEO and SO_SNDTIMEO; Python's is off, so a
+    send or a receive is one system call, with no poll before it."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=2.5)
+    scripts = PinnedScripts(client)
+    scripts.run(client.register_script(SCRIPT), ["pinned:kt"], [1])
+    sock = getattr(scripts._connection(), replication._KERNEL_TIMED_SOCKET)
+    assert isinstance(sock, socket.socket) and sock.gettimeout() is None
+    for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+        seconds, micros = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+        assert (seconds, micros) == (2, 500000)
+    client.close()
+
+
+def test_a_server_that_does_not_answer_fails_the_call_after_the_timeout() -> None:
+    """A listener that never answers: the call raises a redis error once the socket timeout has
+    passed, instead of waiting for ever."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # connections complete in the backlog; nothing is ever read
+        port = listener.getsockname()[1]
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.2,
+                             socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
+        scripts = PinnedScripts(client)
+        script = client.register_script(SCRIPT)
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                scripts.run(script, ["pinned:silent"], [1])
+            except BaseException as exc:
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(60)  # a bound for a hang, far above the 0.2 s timeout; not a measurement
+        assert not caller.is_alive(), "the call did not time out"
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], redis.ConnectionError | redis.TimeoutError)
 
 
 def test_a_forked_child_takes_a_connection_of_its_own(redis_client: redis.Redis) -> None:
