@@ -146,7 +146,11 @@ local k = KEYS[1]
 local msg, lease = ARGV[1], tonumber(ARGV[3])
 local now = sendcloud_now(ARGV[2])
 local nows = sendcloud_fmt(now)
-local state = redis.call('HGET', k, 'state')
+-- One read of every field the claim needs (false where absent), one write of what it changes.
+local r = redis.call('HMGET', k, 'state', 'uncertain_since', 'owner', 'lease_until',
+                     'attempt_started_at', 'request_id', 'attempts', 'fence', 'first_attempt_at',
+                     'reconcile_waiting_since', 'takeovers')
+local state, uncertain = r[1], r[2]
 if state and final[state] then
     redis.call('ZREM', KEYS[2], ARGV[7])
     return {'final', state}
@@ -154,47 +158,55 @@ end
 if not state then
     -- The record expired while a copy of the job was still around: its history is unknown,
     -- so treat it as possibly sent since the job was enqueued (see "The 1-hour rule").
-    local since = nows
-    if ARGV[6] ~= '' and tonumber(ARGV[6]) < now then since = ARGV[6] end
-    redis.call('HSET', k, 'kind', ARGV[5], 'state', 'queued', 'created_at', nows,
-               'updated_at', nows, 'recreated_at', nows, 'uncertain_since', since)
+    uncertain = nows
+    if ARGV[6] ~= '' and tonumber(ARGV[6]) < now then uncertain = ARGV[6] end
+    redis.call('HSET', k, 'kind', ARGV[5], 'created_at', nows, 'recreated_at', nows,
+               'uncertain_since', uncertain)
     redis.call('EXPIRE', k, tonumber(ARGV[4]))
     state = 'queued'
 end
-local uncertain = redis.call('HGET', k, 'uncertain_since')
+local set = {}
 if state == 'in_flight' then
-    local owner = redis.call('HGET', k, 'owner') or ''
-    local lease_until = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
+    local owner = r[3] or ''
+    local lease_until = tonumber(r[4] or '0') or 0
     -- A copy of the same message is a redelivery: its first worker stopped heartbeating.
     local same = string.sub(owner, 1, #msg + 1) == msg .. ':'
     if (not same) and lease_until > now then
         return {'busy', sendcloud_fmt(lease_until - now)}
     end
-    local started = redis.call('HGET', k, 'attempt_started_at') or nows
+    local started = r[5] or nows
     if (not uncertain) or tonumber(started) < tonumber(uncertain) then
         uncertain = started
-        redis.call('HSET', k, 'uncertain_since', started)
+        set[#set + 1] = 'uncertain_since'
+        set[#set + 1] = started
     end
-    redis.call('HINCRBY', k, 'takeovers', 1)
+    set[#set + 1] = 'takeovers'
+    set[#set + 1] = tostring((tonumber(r[11] or '0') or 0) + 1)
 end
-local request_id = redis.call('HGET', k, 'request_id')
+local before = tonumber(r[7] or '0') or 0
+local request_id = r[6]
 if not request_id then
     request_id = ARGV[8]
-    if tonumber(redis.call('HGET', k, 'attempts') or '0') > 0 then request_id = ARGV[9] end
-    redis.call('HSET', k, 'request_id', request_id)
+    if before > 0 then request_id = ARGV[9] end
+    set[#set + 1] = 'request_id'
+    set[#set + 1] = request_id
 end
-local attempts = redis.call('HINCRBY', k, 'attempts', 1)
-local token = msg .. ':' .. redis.call('HINCRBY', k, 'fence', 1)
-redis.call('HSETNX', k, 'first_attempt_at', nows)
-redis.call('HDEL', k, 'reconcile_waiting_since')
+if not r[9] then
+    set[#set + 1] = 'first_attempt_at'
+    set[#set + 1] = nows
+end
+local attempts = tostring(before + 1)
+local token = msg .. ':' .. tostring((tonumber(r[8] or '0') or 0) + 1)
 redis.call('HSET', k, 'state', 'in_flight', 'owner', token, 'lease_until',
-           sendcloud_fmt(now + lease), 'attempt_started_at', nows, 'updated_at', nows)
+           sendcloud_fmt(now + lease), 'attempt_started_at', nows, 'updated_at', nows,
+           'attempts', attempts, 'fence', string.sub(token, #msg + 2), unpack(set))
+if r[10] then redis.call('HDEL', k, 'reconcile_waiting_since') end
 redis.call('ZADD', KEYS[2], now + lease, ARGV[7])
 local paused_ms = 0
 if KEYS[3] then
     paused_ms = math.max(0, redis.call('PTTL', KEYS[3]))
 end
-return {'claimed', tostring(attempts), uncertain or '', (state == 'in_flight') and '1' or '0',
+return {'claimed', attempts, uncertain or '', (state == 'in_flight') and '1' or '0',
         tostring(paused_ms), token, nows, request_id}
 """
 )
@@ -247,35 +259,38 @@ return 1
 # answers the first one's entry, and bumps a counter so its own WAIT covers the record.
 _FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + INDEX_LUA + "local final = " + FINAL_LUA_SET + """
 local k = KEYS[1]
-local state = redis.call('HGET', k, 'state')
-if redis.call('HGET', k, 'owner') ~= ARGV[1] then return false end
+local r = redis.call('HMGET', k, 'state', 'owner', 'entry', 'uncertain_since',
+                     'attempt_started_at')
+local state = r[1]
+if r[2] ~= ARGV[1] then return false end
 if state and final[state] then
-    local first = redis.call('HGET', k, 'entry')
-    if first then redis.call('HINCRBY', k, 'finish_repeats', 1) end
-    return first or false
+    if r[3] then redis.call('HINCRBY', k, 'finish_repeats', 1) end
+    return r[3] or false
 end
 if state ~= 'in_flight' then return false end
 local now = sendcloud_now(ARGV[2])
 local nows = sendcloud_fmt(now)
-if ARGV[8] == '1' and not redis.call('HGET', k, 'uncertain_since') then
-    redis.call('HSET', k, 'uncertain_since', redis.call('HGET', k, 'attempt_started_at') or nows)
-end
-redis.call('HSET', k, 'state', ARGV[3], 'result', ARGV[4], 'updated_at', nows,
-           'finished_at', nows, 'lease_until', '0')
-redis.call('HDEL', k, 'job', 'due_at')
-redis.call('EXPIRE', k, tonumber(ARGV[6]))
-redis.call('ZREM', KEYS[3], ARGV[7])
 local fields = {}
 for i = 12, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
+-- The entry first: a stream that refuses it (a wrong type at its key) leaves the job unfinished.
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
-redis.call('HSET', k, 'entry', entry)
+local set = {}
+if ARGV[8] == '1' and not r[4] then
+    set[1] = 'uncertain_since'
+    set[2] = r[5] or nows
+end
+redis.call('HSET', k, 'state', ARGV[3], 'result', ARGV[4], 'updated_at', nows,
+           'finished_at', nows, 'lease_until', '0', 'entry', entry, unpack(set))
+redis.call('HDEL', k, 'job', 'due_at')
+redis.call('EXPIRE', k, tonumber(ARGV[6]))
+redis.call('ZREM', KEYS[3], ARGV[7])
 local max_age = tonumber(ARGV[9])
 if max_age > 0 then
     -- Entry ids are Redis's own milliseconds: older than max_age goes, whole nodes at a time.
-    local t = redis.call('TIME')
-    redis.call('XTRIM', KEYS[2], 'MINID', '~', (tonumber(t[1]) - max_age) * 1000)
+    local ms = tonumber(string.match(entry, '^(%d+)'))
+    redis.call('XTRIM', KEYS[2], 'MINID', '~', ms - max_age * 1000)
 end
 sendcloud_index(ARGV[10], ARGV[7], now, tonumber(ARGV[11]))
 sendcloud_campaign_account(fields, KEYS[2], ARGV[5], nows)
