@@ -149,7 +149,6 @@ class PinnedScripts:
 
         def attempt() -> list[Any]:
             pinned.ready()
-            pinned.clean = False
             connection.send_packed_command(connection.pack_commands(commands))
             replies: list[Any] = []
             for _ in commands:  # every reply is read, errors too, so the next call starts clean
@@ -194,18 +193,25 @@ class _Pinned:
 
     def ready(self) -> None:
         """Connected, with nothing unread. A busy connection is trusted (see
-        :data:`CHECK_IDLE_AFTER`); an idle one is checked as the pool checks its connections."""
+        :data:`CHECK_IDLE_AFTER`); an idle one is checked as the pool checks its connections.
+        Marks the connection unclean until the caller has read its call's last reply."""
         connection = self.connection
-        if not self.clean:
+        # Before anything can connect: a reconnect's handshake (HELLO, CLIENT SETINFO, SELECT)
+        # can be interrupted between a send and its reply too, and would leave that reply, or a
+        # connection on the wrong database, to the next call.
+        was_clean, self.clean = self.clean, False
+        if not was_clean:
             connection.disconnect()
         elif time.monotonic() - self.used >= CHECK_IDLE_AFTER:
             sock = getattr(connection, _KERNEL_TIMED_SOCKET, None)
             if sock is None:
-                _ready(connection)
-                return
-            if not _idle_and_empty(sock):
+                _ready(connection)  # not connected yet, or not kernel-timed: the pool's check
+            elif not _idle_and_empty(_kernel_timed_again(sock)):
                 connection.disconnect()
         connection.connect()  # a no-op when connected; a failure is the caller's to retry
+        sock = getattr(connection, _KERNEL_TIMED_SOCKET, None)
+        if sock is not None:
+            _kernel_timed_again(sock)
 
 
 #: Where a connection made by :func:`_kernel_timed` keeps the socket it tuned.
@@ -242,18 +248,31 @@ def _kernel_timed(cls: type[AbstractConnection]) -> type[AbstractConnection]:
 
 
 def _kernel_timeouts(sock: socket.socket) -> bool:
-    """Move ``sock``'s timeout (if any) from Python to the kernel; False if it has none to
-    move (a blocking socket polls nothing anyway)."""
+    """Move ``sock``'s timeout (if any) from Python to the kernel. True when the socket polls
+    nothing now (a blocking socket never did); False when its timeout stays Python's: zero, or
+    a platform whose ``struct timeval`` is not two longs (setsockopt refuses it)."""
     timeout = sock.gettimeout()
     if timeout is None or timeout <= 0:
         return timeout is None
     seconds = int(timeout)
     micros = int((timeout - seconds) * 1_000_000)
     timeval = _TIMEVAL.pack(seconds, micros if seconds or micros else 1)  # 0 would mean never
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError:
+        return False
     sock.settimeout(None)
     return True
+
+
+def _kernel_timed_again(sock: socket.socket) -> socket.socket:
+    """``sock`` with its timeout moved back to the kernel if redis-py gave it a Python one again
+    (a read with a timeout of its own, a maintenance notification relaxing the timeout): an
+    attribute read when it did not. A closed socket is left as it is."""
+    if sock.gettimeout() is not None and sock.fileno() != -1:
+        _kernel_timeouts(sock)
+    return sock
 
 
 def _idle_and_empty(sock: socket.socket) -> bool:

@@ -15,6 +15,7 @@ import struct
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -118,6 +119,55 @@ def test_a_call_stopped_before_its_reply_leaves_no_reply_for_the_next(
     monkeypatch.undo()
     reply, _ = scripts.run(script, ["pinned:s"], [100])
     assert int(reply) == 111  # its own reply: 1 + 10 (sent, unread) + 100
+
+
+def test_a_reconnect_stopped_in_its_handshake_leaves_nothing_for_the_next_call(
+    redis_db: Callable[[int], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconnect's handshake (HELLO, CLIENT SETINFO, SELECT) stopped between a send and its
+    reply, by an exception raised into the thread, must not leave that reply, or a connection
+    on the wrong database, to the next call, however recently the connection was used."""
+    client = redis.Redis.from_url(redis_db(5))
+    scripts = PinnedScripts(client)
+    script = client.register_script(SCRIPT)
+    scripts.run(script, ["pinned:h"], [1])
+    connection = scripts._connection()
+    connection.disconnect()  # as run() does after a WAIT short of replicas
+
+    class Interrupted(BaseException):  # as Dramatiq's TimeLimitExceeded
+        pass
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise Interrupted
+
+    monkeypatch.setattr(connection, "read_response", interrupted)
+    with pytest.raises(Interrupted):
+        scripts.run(script, ["pinned:h"], [10])  # stopped at the handshake's first reply
+    monkeypatch.undo()
+    reply, _ = scripts.run(script, ["pinned:h"], [100])
+    assert int(reply) == 101  # its own reply; the interrupted call never ran
+    assert int(client.get("pinned:h") or 0) == 101  # and on database 5
+    client.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel socket timeouts are set on Linux")
+def test_a_timeout_redis_py_gives_back_to_python_moves_to_the_kernel_again(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py sets Python's timeout again after a read with a timeout of its own; an idle
+    check on such a socket would wait out the whole timeout and drop a good connection."""
+    scripts = PinnedScripts(redis_client)
+    script = redis_client.register_script(SCRIPT)
+    _name(scripts, "pinned-retimed")
+    scripts.run(script, ["pinned:r"], [1])
+    (before,) = _ids(redis_client, "pinned-retimed")
+    sock = getattr(scripts._connection(), replication._KERNEL_TIMED_SOCKET)
+    sock.settimeout(30.0)  # what redis-py's read_from_socket does after a custom timeout
+    monkeypatch.setattr(replication, "CHECK_IDLE_AFTER", 0.0)
+    reply, _ = scripts.run(script, ["pinned:r"], [1])
+    assert int(reply) == 2
+    assert sock.gettimeout() is None
+    assert _ids(redis_client, "pinned-retimed") == [before]  # the same connection, kept
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="kernel socket timeouts are set on Linux")
