@@ -16,6 +16,11 @@ Middleware, in order:
 ``ShutdownNotifications`` is left out on purpose: on SIGTERM a worker finishes the calls it has
 in flight instead of interrupting them halfway, which would leave their outcome unknown.
 
+A job's finish acknowledges its message in the same Lua script as its final record
+(:class:`FinishAckingRedisBroker`): one round trip fewer a job, a tenth of a worker's
+throughput. The consumer skips its own ack of such a message; every other message, and every
+message not found where Dramatiq keeps it, is acked or nacked by Dramatiq as usual.
+
 Redelivery after a crash: the RedisBroker gives the messages of a worker that stopped
 heartbeating for ``SENDCLOUD_BROKER_HEARTBEAT_TIMEOUT`` seconds to the others, during "queue
 maintenance", which runs on ``SENDCLOUD_BROKER_MAINTENANCE_CHANCE`` out of a million Redis
@@ -30,10 +35,12 @@ plumbing and ``producers``; nothing of jobs or SendCloud.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from dramatiq import Broker
+from dramatiq.broker import Consumer
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import CurrentMessage, Middleware, TimeLimit
@@ -87,6 +94,76 @@ class ReconnectingRedisBroker(RedisBroker):
         return call
 
 
+class FinishAckingRedisBroker(ReconnectingRedisBroker):
+    """A job's finish script acknowledges its message too, one round trip fewer a job.
+
+    :meth:`ack_in_finish` says where Dramatiq's dispatch script keeps a fetched message: the
+    worker's ack set ``<namespace>:__acks__.<broker id>.<queue>`` and the queue's message hash
+    ``<namespace>:<queue>.msgs``. The finish removes the message from both only if it finds it
+    in both, and says so; the consumer then skips its own ack of that message. Where it does not
+    (a message from another queue, a Dramatiq that keeps its messages elsewhere) the consumer
+    acks as usual, so the guess is checked on every job and never costs a message.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Messages whose finish acknowledged them, until their consumer's ack (or nack) call.
+        self.acked_in_finish: set[str] = set()
+
+    @property
+    def consumer_class(self) -> Any:
+        return _finish_acked_consumer(super().consumer_class)
+
+    def ack_in_finish(self, message: Any) -> FinishAck | None:
+        """Where ``message`` waits for its ack, for the job's finish
+        (``worker.jobs.idempotency.BrokerAck``); None without its Redis id."""
+        redis_id = message.options.get("redis_message_id")
+        if not redis_id:
+            return None
+        queue = message.queue_name
+        return FinishAck(f"{self.namespace}:__acks__.{self.broker_id}.{queue}",
+                         f"{self.namespace}:{queue}.msgs", str(redis_id),
+                         self.acked_in_finish, message.message_id)
+
+
+@dataclass(frozen=True)
+class FinishAck:
+    acks_key: str
+    messages_key: str
+    message_id: str
+    acked: set[str]
+    dramatiq_id: str
+
+    def done(self) -> None:
+        self.acked.add(self.dramatiq_id)
+
+
+_finish_acked_consumers: dict[type[Consumer], type[Consumer]] = {}
+
+
+def _finish_acked_consumer(base: type[Consumer]) -> type[Consumer]:
+    """Dramatiq's Redis consumer, skipping its ack of a message its finish acknowledged."""
+    made = _finish_acked_consumers.get(base)
+    if made is not None:
+        return made
+
+    def ack(self: Any, message: Any) -> None:
+        outstanding = getattr(self, "queued_message_ids", None)
+        if message.message_id in self.broker.acked_in_finish and outstanding is not None:
+            self.broker.acked_in_finish.discard(message.message_id)
+            outstanding.discard(message.message_id)  # what Dramatiq's ack does besides Redis
+            return
+        base.ack(self, message)
+
+    def nack(self: Any, message: Any) -> None:
+        self.broker.acked_in_finish.discard(message.message_id)
+        base.nack(self, message)
+
+    made = _finish_acked_consumers[base] = type(f"FinishAcked{base.__name__}", (base,),
+                                                 {"ack": ack, "nack": nack})
+    return made
+
+
 def make_broker(
     redis_url: str | None,
     *,
@@ -115,7 +192,7 @@ def make_broker(
         client = redis_client or redis.Redis.from_url(str(redis_url))
         return rabbitmq_broker(settings.broker_url, middleware=broker_middleware(settings, client),
                                broker_class=ChannelBoundRabbitmqBroker)
-    return ReconnectingRedisBroker(
+    return FinishAckingRedisBroker(
         url=None if redis_client is not None else redis_url,
         client=redis_client,
         middleware=broker_middleware(settings),

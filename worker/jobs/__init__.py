@@ -53,6 +53,7 @@ from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from worker.jobs import policy
 from worker.jobs.codes import CodeJob, VoiceCodeJob
+from worker.jobs.idempotency import BrokerAck
 from worker.jobs.members import MembersJob
 from worker.jobs.runner import JobRunner, JobType, Payload, PermanentJobFailure
 from worker.jobs.sms import SmsJob
@@ -87,17 +88,22 @@ def declare_job_actors(
             min_backoff=int(settings.retry_base_delay * 1000),
             max_backoff=int(settings.retry_max_delay * 1000),
         )
-        actors[job.actor_name] = decorate(_make_fn(runner, job))
+        actors[job.actor_name] = decorate(_make_fn(runner, job, broker))
     return actors
 
 
-def _make_fn(runner: JobRunner, job: JobType) -> Callable[[Payload], None]:
+def _make_fn(runner: JobRunner, job: JobType, broker: dramatiq.Broker
+             ) -> Callable[[Payload], None]:
+    # A broker that lets the finish acknowledge the message (worker.broker's Redis broker).
+    ack_for: Callable[[Any], BrokerAck | None] | None = getattr(broker, "ack_in_finish", None)
+
     def perform(payload: Payload) -> None:
         message = CurrentMessage.get_current_message()
         if message is None:
             raise RuntimeError("the CurrentMessage middleware is required")
         try:
-            runner.run(job, payload, message.message_id)
+            runner.run(job, payload, message.message_id,
+                       None if ack_for is None else ack_for(message))
         except (dramatiq.Retry, PermanentJobFailure):
             raise
         except (Exception, TimeLimitExceeded) as exc:

@@ -73,7 +73,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -251,10 +251,12 @@ redis.call('ZADD', KEYS[2], due, ARGV[7])
 return 1
 """
 
-# KEYS: record, stream, reconcile index. ARGV: token, now, state, result, maxlen, ttl,
-# index member, uncertain (1/0), max age of stream entries (s, 0: none), smsId index entries
-# (producers.sms_index.pack), their ttl, then field/value pairs. A campaign chunk's accounting
-# runs in this same script (worker.jobs.campaign), and so does the smsId index's write.
+# KEYS: record, stream, reconcile index, and optionally the broker's ack set and message hash
+# of the job's message (BrokerAck). ARGV: token, now, state, result, maxlen, ttl, index member,
+# uncertain (1/0), max age of stream entries (s, 0: none), smsId index entries
+# (producers.sms_index.pack), their ttl, the message's id in the broker ('' without KEYS 4-5),
+# then field/value pairs. A campaign chunk's accounting runs in this same script
+# (worker.jobs.campaign), and so does the smsId index's write. Replies {entry, acked}.
 # The same finish again (same token: its WAIT found too few replicas) writes nothing new: it
 # answers the first one's entry, and bumps a counter so its own WAIT covers the record.
 _FINISH_LUA = _CLOCK_LUA + ACCOUNT_LUA + INDEX_LUA + "local final = " + FINAL_LUA_SET + """
@@ -264,14 +266,15 @@ local r = redis.call('HMGET', k, 'state', 'owner', 'entry', 'uncertain_since',
 local state = r[1]
 if r[2] ~= ARGV[1] then return false end
 if state and final[state] then
-    if r[3] then redis.call('HINCRBY', k, 'finish_repeats', 1) end
-    return r[3] or false
+    if not r[3] then return false end
+    redis.call('HINCRBY', k, 'finish_repeats', 1)
+    return {r[3], 0}
 end
 if state ~= 'in_flight' then return false end
 local now = sendcloud_now(ARGV[2])
 local nows = sendcloud_fmt(now)
 local fields = {}
-for i = 12, #ARGV do
+for i = 13, #ARGV do
     fields[#fields + 1] = ARGV[i]
 end
 -- The entry first: a stream that refuses it (a wrong type at its key) leaves the job unfinished.
@@ -294,7 +297,16 @@ if max_age > 0 then
 end
 sendcloud_index(ARGV[10], ARGV[7], now, tonumber(ARGV[11]))
 sendcloud_campaign_account(fields, KEYS[2], ARGV[5], nows)
-return entry
+-- Dramatiq's ack of the job's message (its dispatch.lua "ack"), done here to save a round trip,
+-- only where the message is where that script keeps it: otherwise the consumer acks as usual.
+local acked = 0
+local msg = ARGV[12]
+if msg ~= '' and KEYS[5] and redis.call('HEXISTS', KEYS[5], msg) == 1
+        and redis.call('SREM', KEYS[4], msg) == 1 then
+    redis.call('HDEL', KEYS[5], msg)
+    acked = 1
+end
+return {entry, acked}
 """
 
 
@@ -353,6 +365,22 @@ class Check:
     held: bool
     now: float = 0.0
     uncertain_since: float | None = None
+
+
+class BrokerAck(Protocol):
+    """Where the broker keeps the job's message until it is acknowledged, for a finish that
+    acknowledges it in the same script (a round trip fewer a job): the Redis broker's ack set
+    and message hash, the message's id there, and ``done``, called when the finish did it (the
+    consumer then skips its own ack). Only for endings after which the message is acknowledged,
+    never one Dramatiq must dead-letter. Made by ``worker.broker.FinishAckingRedisBroker``."""
+
+    @property
+    def acks_key(self) -> str: ...
+    @property
+    def messages_key(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    def done(self) -> None: ...
 
 
 def _time_arg(now: float | None) -> str:
@@ -497,13 +525,15 @@ class JobLedger:
         uncertain: bool = False,
         stream_record: Mapping[str, Any] | None = None,
         sms_ids: Sequence[str | None] = (),
+        ack: BrokerAck | None = None,
     ) -> str | None:
         """Write the final state, the result and the stream entry at once; the entry id, or None
         when ``token`` no longer holds the claim (then nothing was written). ``uncertain``:
         this attempt may have taken effect, so the record keeps ``uncertain_since``.
         ``stream_record``: what the stream entry holds, when not all of ``record`` (a campaign
         chunk's packed smsIds stay in its record only). ``sms_ids``: what SendCloud gave each of
-        the job's phones, in their order (None where refused), for the smsId index.
+        the job's phones, in their order (None where refused), for the smsId index. ``ack``:
+        acknowledge the job's message in the broker in the same script (:class:`BrokerAck`).
 
         With ``wait_replicas``, the finish is run again (the same token answers the first
         entry, writing no second record) until that many replicas have it, a few times, then
@@ -514,18 +544,25 @@ class JobLedger:
         args: list[str | int | bytes] = [
             token, _time_arg(now), state, json.dumps(dict(record)), self.maxlen, self.ttl, key,
             int(uncertain), self.max_age, pack_index(sms_ids), self.index_ttl,
+            "" if ack is None else ack.message_id,
         ]
         for name, value in flatten(record if stream_record is None else stream_record).items():
             args += [name, value]
+        keys = [record_key(key), stream, RECONCILE_KEY]
+        if ack is not None:
+            keys += [ack.acks_key, ack.messages_key]
         acknowledged = 0
         for _ in range(FINISH_REPLICATION_TRIES):
-            entry, acknowledged = self._scripts.run(
-                self._finish, [record_key(key), stream, RECONCILE_KEY], args,
-                replicas=self.wait_replicas, timeout_ms=self.wait_timeout_ms,
+            reply, acknowledged = self._scripts.run(
+                self._finish, keys, args, replicas=self.wait_replicas,
+                timeout_ms=self.wait_timeout_ms,
             )  # fmt: skip
-            if entry is None:
+            if reply is None:
                 return None
             if acknowledged >= self.wait_replicas:
+                entry, acked = reply
+                if acked and ack is not None:
+                    ack.done()
                 return reply_text(entry)
         raise NotReplicated(f"the final record of {key!r}", acknowledged, self.wait_replicas)
 

@@ -51,7 +51,13 @@ from producers.replication import NotReplicated
 from worker import metrics
 from worker.jobs import policy
 from worker.jobs.campaign import CANCELLED_MESSAGE, cancel_requested
-from worker.jobs.idempotency import UNREPLICATED_CLAIM_RETRY, Claim, JobLedger, window_left
+from worker.jobs.idempotency import (
+    UNREPLICATED_CLAIM_RETRY,
+    BrokerAck,
+    Claim,
+    JobLedger,
+    window_left,
+)
 from worker.jobs.pause import AccountPause
 from worker.jobs.results import Ending, accepted_sms_ids
 from worker.jobs.verification import count_verification_sent
@@ -139,6 +145,8 @@ class _Attempt:
     no_reply: bool = False
     #: Tries of the call made so far in this attempt.
     tries: int = 0
+    #: The broker's ack of the job's message, for the finish to do (None: the consumer does it).
+    ack: BrokerAck | None = None
 
     @property
     def maybe_sent(self) -> bool:
@@ -222,8 +230,10 @@ class JobRunner:
             return self.clock()
         return a.started + (self.monotonic() - a.started_mono)
 
-    def run(self, job: JobType, payload: Payload, message_id: str) -> str | None:
-        """Run one delivery of a job; the final outcome written, or None (replayed / lost)."""
+    def run(self, job: JobType, payload: Payload, message_id: str,
+            ack: BrokerAck | None = None) -> str | None:
+        """Run one delivery of a job; the final outcome written, or None (replayed / lost).
+        ``ack``: the finish also acknowledges the message, when the job ends with it returning."""
         key = str(payload["key"])
         enqueued = payload.get("enqueued_at")
         try:
@@ -247,7 +257,7 @@ class JobRunner:
             log.warning("job.takeover", attempts=claim.attempts,
                         uncertain_since=claim.uncertain_since)
         attempt = _Attempt(job, payload, key, message_id, claim, started=claim.now,
-                           started_mono=self.monotonic())
+                           started_mono=self.monotonic(), ack=ack)
         try:
             try:
                 return self._run_claimed(attempt)
@@ -385,7 +395,10 @@ class JobRunner:
 
     # -- endings -----------------------------------------------------------------------------
 
-    def _write(self, a: _Attempt, outcome: str, record: Record) -> str | None:
+    def _write(self, a: _Attempt, outcome: str, record: Record, *, acks: bool = True
+               ) -> str | None:
+        """The final record. ``acks``: the job's message is acknowledged after it (False when
+        it is to be dead-lettered), so the finish may acknowledge it itself."""
         summary = None
         sms_ids = accepted_sms_ids(a.payload, record)
         if a.payload.get("campaign_id") is not None and "phones" in a.payload:
@@ -397,7 +410,7 @@ class JobRunner:
         entry = self.ledger.finish(a.key, a.claim.token, self._given(), outcome=outcome,
                                    stream=a.job.stream, record=record,
                                    uncertain=a.no_reply, stream_record=summary,
-                                   sms_ids=sms_ids)
+                                   sms_ids=sms_ids, ack=a.ack if acks else None)
         if entry is None:
             # Another copy took the claim over (this one outlived its lease); it writes the record.
             log.warning("job.claim_lost", outcome=outcome)
@@ -422,11 +435,13 @@ class JobRunner:
         status_code: int | None,
         message: str,
         error: errors.SendCloudError | None = None,
+        *,
+        acks: bool = True,
     ) -> str | None:
         end = Ending(a.job.kind(a.payload), outcome, status_code, message, a.claim.attempts,
                      self.now(a))
         record = a.job.failure(a.payload, end, error)
-        return self._write(a, outcome, record)
+        return self._write(a, outcome, record, acks=acks)
 
     def _needs_review(self, a: _Attempt, status_code: int | None, reason: str) -> str | None:
         return self._end(a, "needs_review", status_code, reason + "; not resent, check "
@@ -440,7 +455,8 @@ class JobRunner:
                 and not isinstance(exc, errors.InvalidRequestError)):
             return self._needs_review(a, exc.code, f"{_describe(exc)} after an attempt that "
                                       "may have been accepted")
-        self._end(a, "failed", exc.code, exc.message, exc)
+        # Dramatiq dead-letters the message (its nack): the finish must leave it in place.
+        self._end(a, "failed", exc.code, exc.message, exc, acks=False)
         raise PermanentJobFailure(exc.code, exc.message, type(exc).__name__) from exc
 
     # -- retries -----------------------------------------------------------------------------
