@@ -10,13 +10,16 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import dramatiq
 import pytest
 import redis
+from dramatiq.common import q_name
 
 from producers.contract import ALL_QUEUES, SMS_QUEUE
 from tests.jobs_harness import Stack, mainland, stack_factory
 from worker.broker import FinishAck, FinishAckingRedisBroker
 from worker.broker.dead_letters import list_dead_letters
+from worker.jobs.idempotency import JobLedger
 
 
 @pytest.fixture
@@ -41,12 +44,13 @@ def _count_dramatiq_acks(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Count
     return calls
 
 
-def _left_in_broker(client: redis.Redis, namespace: str) -> dict[str, int]:
+def _left_in_broker(client: redis.Redis, namespace: str,
+                    queues: tuple[str, ...] = ALL_QUEUES) -> dict[str, int]:
     """Messages still held: in any worker's ack set, or in a queue's message hash."""
     held = {}
     for key in client.scan_iter(f"{namespace}:__acks__.*"):
         held[key.decode()] = int(client.scard(key))
-    for queue in ALL_QUEUES:
+    for queue in queues:
         held[f"{queue}.msgs"] = int(client.hlen(f"{namespace}:{queue}.msgs"))
     return {k: v for k, v in held.items() if v}
 
@@ -86,7 +90,7 @@ def test_a_message_not_where_the_finish_looks_is_acknowledged_by_dramatiq(
         ack = made(message)
         assert ack is not None
         return FinishAck("elsewhere:acks", "elsewhere:msgs", ack.message_id,
-                         broker.acked_in_finish, message.message_id)
+                         broker.acked_in_finish, ack.mark)
 
     monkeypatch.setattr(broker, "ack_in_finish", elsewhere)
     stack.actors.clear()
@@ -111,3 +115,39 @@ def test_a_permanent_failure_is_left_for_dramatiq_to_dead_letter(stacks: Any) ->
     assert sorted(letter.key for letter in list_dead_letters(stack.redis, queue=SMS_QUEUE)) \
         == sorted(bad)
     assert not _left_in_broker(stack.redis, stack.broker.namespace)
+
+
+def test_a_delayed_message_sharing_the_finished_copys_id_is_still_acknowledged(
+    redis_url: str,
+) -> None:
+    """A delayed message and the copy Dramatiq makes of it when it comes due share a message id;
+    the copy's finish acknowledging the copy must not stand for the delayed message's own ack,
+    which may land in between (its ack retried through a Redis blip)."""
+    client = redis.Redis.from_url(redis_url)
+    broker = FinishAckingRedisBroker(client=client, middleware=[], namespace="fa-test")
+    broker.declare_queue("jobs")
+    broker.enqueue(dramatiq.Message(queue_name="jobs", actor_name="a", args=({"key": "k1"},),
+                                    kwargs={}, options={}), delay=1)
+    delayed_consumer = broker.consume("jobs.DQ", prefetch=10, timeout=100)
+    delayed = next(delayed_consumer)
+    while delayed is None:
+        delayed = next(delayed_consumer)
+    copy = delayed.copy(queue_name=q_name(delayed.queue_name))  # as Dramatiq's worker does
+    del copy.options["eta"]
+    broker.enqueue(copy)
+    consumer = broker.consume("jobs", prefetch=10, timeout=100)
+    due = next(consumer)
+    assert due is not None and due.message_id == delayed.message_id
+
+    ledger = JobLedger(client, lease=30, ttl=3600, maxlen=100)
+    claim = ledger.claim("k1", due.message_id, kind="sms")
+    assert ledger.finish("k1", claim.token, outcome="sent", stream="fa-test:results",
+                         record={"kind": "sms", "outcome": "sent"},
+                         ack=broker.ack_in_finish(due))
+    assert len(broker.acked_in_finish) == 1
+    delayed_consumer.ack(delayed)  # lands between the finish and the copy's own ack
+    consumer.ack(due)
+    assert not _left_in_broker(client, "fa-test", queues=("jobs", "jobs.DQ"))
+    assert broker.acked_in_finish == set()
+    broker.close()
+    client.close()

@@ -107,8 +107,10 @@ class FinishAckingRedisBroker(ReconnectingRedisBroker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: Messages whose finish acknowledged them, until their consumer's ack (or nack) call.
-        self.acked_in_finish: set[str] = set()
+        #: Messages whose finish acknowledged them, until their consumer's ack (or nack) call,
+        #: by queue and Redis id: Dramatiq's message id is shared by a delayed message and the
+        #: copy it becomes, and by a retry and its original.
+        self.acked_in_finish: set[tuple[str, str]] = set()
 
     @property
     def consumer_class(self) -> Any:
@@ -123,7 +125,11 @@ class FinishAckingRedisBroker(ReconnectingRedisBroker):
         queue = message.queue_name
         return FinishAck(f"{self.namespace}:__acks__.{self.broker_id}.{queue}",
                          f"{self.namespace}:{queue}.msgs", str(redis_id),
-                         self.acked_in_finish, message.message_id)
+                         self.acked_in_finish, (queue, str(redis_id)))
+
+
+def _mark(message: Any) -> tuple[str, str]:
+    return message.queue_name, str(message.options.get("redis_message_id"))
 
 
 @dataclass(frozen=True)
@@ -131,11 +137,11 @@ class FinishAck:
     acks_key: str
     messages_key: str
     message_id: str
-    acked: set[str]
-    dramatiq_id: str
+    acked: set[tuple[str, str]]
+    mark: tuple[str, str]
 
     def done(self) -> None:
-        self.acked.add(self.dramatiq_id)
+        self.acked.add(self.mark)
 
 
 _finish_acked_consumers: dict[type[Consumer], type[Consumer]] = {}
@@ -148,15 +154,17 @@ def _finish_acked_consumer(base: type[Consumer]) -> type[Consumer]:
         return made
 
     def ack(self: Any, message: Any) -> None:
-        outstanding = getattr(self, "queued_message_ids", None)
-        if message.message_id in self.broker.acked_in_finish and outstanding is not None:
-            self.broker.acked_in_finish.discard(message.message_id)
-            outstanding.discard(message.message_id)  # what Dramatiq's ack does besides Redis
-            return
-        base.ack(self, message)
+        mark, acked = _mark(message), self.broker.acked_in_finish
+        if mark in acked:
+            acked.discard(mark)
+            outstanding = getattr(self, "queued_message_ids", None)
+            if outstanding is not None:
+                outstanding.discard(message.message_id)  # what Dramatiq's ack does besides Redis
+                return
+        base.ack(self, message)  # a no-op in Redis for a message the finish acknowledged
 
     def nack(self: Any, message: Any) -> None:
-        self.broker.acked_in_finish.discard(message.message_id)
+        self.broker.acked_in_finish.discard(_mark(message))
         base.nack(self, message)
 
     made = _finish_acked_consumers[base] = type(f"FinishAcked{base.__name__}", (base,),
