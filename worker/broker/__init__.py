@@ -119,13 +119,11 @@ class FinishAckingRedisBroker(ReconnectingRedisBroker):
     def ack_in_finish(self, message: Any) -> FinishAck | None:
         """Where ``message`` waits for its ack, for the job's finish
         (``worker.jobs.idempotency.BrokerAck``); None without its Redis id."""
-        redis_id = message.options.get("redis_message_id")
-        if not redis_id:
+        if not message.options.get("redis_message_id"):
             return None
-        queue = message.queue_name
+        queue, redis_id = mark = _mark(message)
         return FinishAck(f"{self.namespace}:__acks__.{self.broker_id}.{queue}",
-                         f"{self.namespace}:{queue}.msgs", str(redis_id),
-                         self.acked_in_finish, (queue, str(redis_id)))
+                         f"{self.namespace}:{queue}.msgs", redis_id, self.acked_in_finish, mark)
 
 
 def _mark(message: Any) -> tuple[str, str]:

@@ -196,10 +196,11 @@ if not r[9] then
     set[#set + 1] = nows
 end
 local attempts = tostring(before + 1)
-local token = msg .. ':' .. tostring((tonumber(r[8] or '0') or 0) + 1)
+local fence = tostring((tonumber(r[8] or '0') or 0) + 1)
+local token = msg .. ':' .. fence
 redis.call('HSET', k, 'state', 'in_flight', 'owner', token, 'lease_until',
            sendcloud_fmt(now + lease), 'attempt_started_at', nows, 'updated_at', nows,
-           'attempts', attempts, 'fence', string.sub(token, #msg + 2), unpack(set))
+           'attempts', attempts, 'fence', fence, unpack(set))
 if r[10] then redis.call('HDEL', k, 'reconcile_waiting_since') end
 redis.call('ZADD', KEYS[2], now + lease, ARGV[7])
 local paused_ms = 0
